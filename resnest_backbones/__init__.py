@@ -1,0 +1,63 @@
+"""resnest_backbones: ResNeSt (Split-Attention Networks) for detectron2, MMDetection and MMSegmentation.
+
+The core (this package's top level) imports torch only. Framework adapters register on import:
+``resnest_backbones.detectron2``, ``resnest_backbones.mmdet``, ``resnest_backbones.mmseg``.
+"""
+import os
+from typing import List, Union
+
+from .checkpoint import CheckpointMismatchError, LoadReport, load_pretrained
+from .layers import DropBlock2D, FrozenBatchNorm2d
+from .resnest import STAGE_NAMES, Bottleneck, ResNeSt
+from .split_attention import RadixSoftmax, SplitAttention
+from .variants import VARIANTS, get_variant
+
+__version__ = "0.1.0"
+__all__ = ["ResNeSt", "Bottleneck", "SplitAttention", "RadixSoftmax", "DropBlock2D", "FrozenBatchNorm2d",
+           "create_model", "list_models", "load_pretrained", "LoadReport", "CheckpointMismatchError",
+           "STAGE_NAMES", "VARIANTS", "config_path"]
+
+
+def list_models() -> List[str]:
+    """Names of every published ResNeSt variant."""
+    return list(VARIANTS)
+
+
+def create_model(name: str, pretrained: Union[bool, str] = False, **overrides) -> ResNeSt:
+    """Build variant ``name`` (see ``list_models()``) with any ``ResNeSt`` argument overridden.
+
+    Args:
+        name: variant name, e.g. ``"resnest50"`` or ``"resnest50_fast_4s2x40d"``.
+        pretrained: ``True`` downloads (once, into the torch hub cache) and loads the official ImageNet weights;
+            a path or URL loads that checkpoint instead (any supported layout).
+        **overrides: ``ResNeSt`` keyword arguments (``num_classes``, ``output_stride``, ``norm_layer``, ...).
+
+    Example:
+        >>> model = create_model("resnest50", out_features=["res4", "res5"])
+        >>> [(f["name"], f["channels"], f["stride"]) for f in model.feature_info]
+        [('res4', 1024, 16), ('res5', 2048, 32)]
+    """
+    variant = get_variant(name)
+    arch = variant.arch()
+    arch.update(overrides)
+    model = ResNeSt(**arch)
+    model.variant = name
+    model.pretrained_cfg = variant.checkpoint
+    if pretrained:
+        load_pretrained(model, name if pretrained is True else pretrained)
+    return model
+
+
+def config_path(relative: str = "") -> str:
+    """Absolute path of a shipped config, e.g. ``config_path("mmdet/mask-rcnn_s50_fpn_syncbn_1x_coco.py")``.
+
+    Works from a checkout and from a pip install (configs are installed as ``resnest_backbones/configs``).
+    """
+    here = os.path.dirname(os.path.abspath(__file__))
+    for root in (os.path.join(here, "configs"), os.path.join(os.path.dirname(here), "configs")):
+        if os.path.isdir(root):
+            path = os.path.join(root, relative)
+            if not os.path.exists(path):
+                raise FileNotFoundError(f"No shipped config {relative!r} under {root}")
+            return path
+    raise FileNotFoundError("resnest_backbones' configs are not installed next to the package")

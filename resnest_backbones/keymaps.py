@@ -1,0 +1,108 @@
+"""Checkpoint key layouts and the one mapping between them.
+
+Layouts (``CheckpointFormat``):
+- ``official``: the official ResNeSt release and timm (``conv1.0.weight``, ``layer1.0.conv2.bn0.weight``, ``fc``).
+  This package's models use these names, so it is also the layout of ``ResNeSt.state_dict()``.
+- ``openmmlab``: mmdet's / mmseg's ``ResNeSt`` (``stem.0``, ``norm1``, ``conv2.norm0``), optionally prefixed with
+  ``backbone.`` and wrapped in ``{"state_dict": ...}`` as mmengine saves it.
+- ``detectron2``: this package's detectron2 export: official names under ``backbone.bottom_up.`` (the backbone
+  wrapped by FPN) or ``backbone.`` (plain backbone), wrapped in ``{"model": ...}``.
+"""
+import re
+from typing import Dict, Mapping, Tuple
+
+import torch
+
+OFFICIAL, OPENMMLAB, DETECTRON2 = "official", "openmmlab", "detectron2"
+FORMATS = (OFFICIAL, OPENMMLAB, DETECTRON2)
+DETECTRON2_PREFIX = "backbone.bottom_up."
+OPENMMLAB_PREFIX = "backbone."
+
+# OpenMMLab -> official renames, applied to the key's tail (after ``layerX.Y.`` for blocks).
+_MM_STEM = {"stem.0.": "conv1.0.", "stem.1.": "conv1.1.", "stem.3.": "conv1.3.", "stem.4.": "conv1.4.",
+            "stem.6.": "conv1.6.", "stem.7.": "bn1."}
+_MM_BLOCK = {"norm1.": "bn1.", "norm3.": "bn3.", "conv2.norm0.": "conv2.bn0.", "conv2.norm1.": "conv2.bn1.",
+             "norm2.": "bn2."}
+_BLOCK_KEY = re.compile(r"^(layer\d+\.\d+\.)(.*)$")
+
+
+def unwrap(checkpoint: Mapping) -> Dict[str, torch.Tensor]:
+    """The state dict inside a checkpoint (``state_dict`` / ``model`` wrappers, DataParallel ``module.`` prefix)."""
+    state = checkpoint
+    for wrapper in ("state_dict", "model"):
+        if isinstance(state, Mapping) and isinstance(state.get(wrapper), Mapping):
+            state = state[wrapper]
+    if not isinstance(state, Mapping) or not state:
+        raise ValueError("Checkpoint holds no state dict (expected a mapping of tensors, or one under "
+                         "'state_dict' / 'model').")
+    tensors = {k: v for k, v in state.items() if isinstance(v, torch.Tensor)}
+    if not tensors:
+        raise ValueError(f"Checkpoint holds no tensors; its keys are {list(state)[:8]}")
+    if all(k.startswith("module.") for k in tensors):
+        tensors = {k[len("module."):]: v for k, v in tensors.items()}
+    return tensors
+
+
+def _rename(key: str, table: Mapping[str, str]) -> str:
+    for old, new in table.items():
+        if key.startswith(old):
+            return new + key[len(old):]
+    return key
+
+
+def openmmlab_to_official(state: Mapping[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
+    out = {}
+    for key, value in state.items():
+        block = _BLOCK_KEY.match(key)
+        out[block.group(1) + _rename(block.group(2), _MM_BLOCK) if block else _rename(key, _MM_STEM)] = value
+    return out
+
+
+def official_to_openmmlab(state: Mapping[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
+    stem = {new: old for old, new in _MM_STEM.items()}
+    blocks = {new: old for old, new in _MM_BLOCK.items()}
+    out = {}
+    for key, value in state.items():
+        block = _BLOCK_KEY.match(key)
+        out[block.group(1) + _rename(block.group(2), blocks) if block else _rename(key, stem)] = value
+    return out
+
+
+def detect_format(state: Mapping[str, torch.Tensor]) -> Tuple[str, str]:
+    """Return ``(format, prefix)`` of an unwrapped state dict, or raise ValueError naming what was seen."""
+    keys = list(state)
+    for prefix in (DETECTRON2_PREFIX, OPENMMLAB_PREFIX, ""):
+        body = [k[len(prefix):] for k in keys if k.startswith(prefix)]
+        if any(k.startswith("stem.") for k in body) or any(".norm1." in k for k in body):
+            return OPENMMLAB, prefix
+        if any(k.startswith(("conv1.", "layer1.")) for k in body):
+            return (DETECTRON2 if prefix else OFFICIAL), prefix
+    raise ValueError("Unrecognised checkpoint layout: expected official/timm ResNeSt keys ('conv1.0.weight', "
+                     "'layer1.0.conv2.conv.weight'), OpenMMLab keys ('stem.0.weight', optionally under 'backbone.') "
+                     f"or a detectron2 export (under '{DETECTRON2_PREFIX}'). First keys seen: {keys[:6]}")
+
+
+def to_official(checkpoint: Mapping) -> Tuple[str, Dict[str, torch.Tensor]]:
+    """Any supported checkpoint -> ``(detected format, state dict in official/timm names)``.
+
+    Keys outside the backbone (detector heads under other prefixes) are left out: they are not the backbone's.
+    """
+    state = unwrap(checkpoint)
+    fmt, prefix = detect_format(state)
+    body = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+    return fmt, (openmmlab_to_official(body) if fmt == OPENMMLAB else body)
+
+
+def from_official(state: Mapping[str, torch.Tensor], fmt: str) -> Dict:
+    """Official-named state dict -> a checkpoint object in layout ``fmt`` (what ``tools/convert_weights.py`` saves)."""
+    if fmt == OFFICIAL:
+        return dict(state)
+    if fmt == OPENMMLAB:
+        # As OpenMMLab's own backbone checkpoints: mmdet/mmseg ResNeSt names, no 'backbone.' prefix, so the file
+        # works with init_cfg=dict(type='Pretrained', checkpoint=...) of both their ResNeSt and ours.
+        return {"state_dict": official_to_openmmlab({k: v for k, v in state.items() if not k.startswith("fc.")})}
+    if fmt == DETECTRON2:
+        # detectron2's checkpointer loads {"model": ...} as is; no classifier in a detector.
+        return {"model": {DETECTRON2_PREFIX + k: v for k, v in state.items() if not k.startswith("fc.")},
+                "__author__": "resnest_backbones"}
+    raise ValueError(f"Unknown checkpoint format {fmt!r}; choose one of {FORMATS}")

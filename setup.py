@@ -1,0 +1,27 @@
+"""resnest_backbones: ResNeSt (Split-Attention Networks) backbones for detectron2, MMDetection and MMSegmentation."""
+from setuptools import find_packages, setup
+
+FRAMEWORKS = {
+    # detectron2 is not on PyPI: tools/setup_env.sh installs it (official source or the offline fallback).
+    "detectron2": ["pycocotools", "lvis", "Pillow<10", "fvcore", "opencv-python-headless"],
+    "mmdet": ["mmengine==0.10.7", "mmcv==2.1.0", "mmdet==3.3.0", "pycocotools", "lvis", "openmim"],
+    "mmseg": ["mmengine==0.10.7", "mmcv==2.1.0", "mmsegmentation==1.2.2", "ftfy", "regex", "openmim"],
+}
+EXTRAS = dict(FRAMEWORKS)
+EXTRAS["all"] = sorted({req for reqs in FRAMEWORKS.values() for req in reqs})
+EXTRAS["dev"] = ["pytest", "timm", "onnx", "onnxruntime", "fvcore", "matplotlib"]
+
+setup(
+    name="resnest_backbones",
+    version="0.1.0",
+    description=__doc__,
+    long_description=open("README.md").read() if __import__("os").path.exists("README.md") else __doc__,
+    long_description_content_type="text/markdown",
+    packages=find_packages(include=["resnest_backbones", "resnest_backbones.*"]),
+    # Configs travel inside the package so they work from a pip install (see resnest_backbones.configs_dir()).
+    package_data={"resnest_backbones": ["configs/**/*.py", "configs/**/*.yaml", "configs/*/*"]},
+    python_requires=">=3.8",
+    install_requires=["torch>=1.10", "numpy"],
+    extras_require=EXTRAS,
+    entry_points={"console_scripts": ["resnest-convert-weights=resnest_backbones.convert:main"]},
+)

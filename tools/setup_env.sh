@@ -1,0 +1,132 @@
+#!/usr/bin/env bash
+# One-command set-up of resnest_backbones and every framework it plugs into, in the ACTIVE Python environment.
+#
+#   bash tools/setup_env.sh            # install what is missing (idempotent: a set-up machine finishes in seconds)
+#
+# Works offline with PyPI only. What it does, in order (each step is skipped when already satisfied):
+#   1. setuptools<81 (mmcv's build, mim, mmengine's Config and detectron2's model_zoo import pkg_resources);
+#   2. torch 2.14.1 / torchvision 0.29.1 when no torch is importable; every later pip call is constrained to the
+#      installed torch so nothing can pull another one;
+#   3. pure-Python dependencies (timm, pycocotools, lvis, mmengine, mmdet, mmseg, openmim, onnx, ...);
+#   4. mmcv 2.1.0 WITH compiled ops, built from its sdist against the installed torch. mmcv hard-codes -std=c++17,
+#      torch >= 2.10 headers need C++20: the unpacked sdist gets that one flag changed, nothing else. The wheel is
+#      cached in $RESNEST_CACHE so a second environment on the same machine does not rebuild it;
+#   5. detectron2: the official git source when it is reachable, else the offline fallback (PyPI's pb1-detectron2
+#      0.6, upstream v0.6's Python code without its C++ sources) plus a `detectron2._C` that has no ops: the
+#      standard R-CNN path uses torchvision's ops. README "detectron2 offline fallback" lists what it cannot do;
+#   6. resnest_backbones itself, editable, and an import check of every framework.
+set -euo pipefail
+
+PY=${PYTHON:-python}
+CACHE=${RESNEST_CACHE:-$HOME/.cache/resnest_backbones}
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+MMCV_VERSION=2.1.0
+mkdir -p "$CACHE/wheels" "$CACHE/src"
+start=$(date +%s)
+log() { printf '[setup_env %4ss] %s\n' "$(( $(date +%s) - start ))" "$*"; }
+have() { "$PY" - "$@" >/dev/null 2>&1; }   # run a python snippet from stdin; success means "already satisfied"
+pip_() { "$PY" -m pip install --disable-pip-version-check -q -c "$CACHE/constraints.txt" "$@"; }
+
+# ---- 1. setuptools with pkg_resources
+if ! have <<'EOF'
+import pkg_resources, setuptools
+assert int(setuptools.__version__.split('.')[0]) < 81
+EOF
+then
+  log "installing setuptools<81 (pkg_resources is needed by mmcv's build, mim and detectron2)"
+  "$PY" -m pip install --disable-pip-version-check -q "setuptools<81" wheel
+fi
+
+# ---- 2. torch
+if ! have <<<'import torch, torchvision'; then
+  log "no torch found: installing torch==2.14.1 torchvision==0.29.1"
+  "$PY" -m pip install --disable-pip-version-check -q torch==2.14.1 torchvision==0.29.1
+fi
+"$PY" - "$CACHE/constraints.txt" <<'EOF'
+import sys, torch, torchvision
+# Pin whatever torch is installed so that no later install can replace it.
+open(sys.argv[1], 'w').write(f"torch=={torch.__version__.split('+')[0]}\ntorchvision=={torchvision.__version__.split('+')[0]}\n"
+                             "setuptools<81\n")
+EOF
+log "torch $("$PY" -c 'import torch; print(torch.__version__)')"
+
+# ---- 3. pure-Python dependencies
+if ! have <<'EOF'
+from importlib.metadata import version
+import timm, pycocotools, lvis, mmengine, mmdet, mmseg, ftfy, regex, mim, onnx, onnxruntime, fvcore, matplotlib, cv2
+assert version('mmengine') == '0.10.7' and version('mmdet') == '3.3.0' and version('mmsegmentation') == '1.2.2'
+assert int(version('Pillow').split('.')[0]) < 10
+EOF
+then
+  log "installing Python dependencies"
+  # Pillow<10: detectron2 v0.6 uses Image.LINEAR. ftfy/regex: mmseg imports them without declaring them.
+  pip_ "Pillow<10" timm pycocotools lvis opencv-python-headless matplotlib scipy shapely terminaltables \
+       "mmengine==0.10.7" ftfy regex onnx onnxruntime fvcore "iopath>=0.1.7,<0.1.10" yacs termcolor tabulate \
+       cloudpickle tqdm tensorboard omegaconf "hydra-core>=1.1" pydot future pytest
+  # mmdet / mmseg declare mmcv (built in step 4), so they go in without dependency resolution.
+  pip_ --no-deps "mmdet==3.3.0" "mmsegmentation==1.2.2"
+  # openmim's declared dependencies pull opendatalab/openxlab, which downgrade setuptools, requests and rich and
+  # are not needed for `mim train` / `mim test`: install mim without them and its real dependencies by hand.
+  pip_ --no-deps "openmim==0.3.9"
+  pip_ click colorama model-index pandas requests rich
+fi
+
+# ---- 4. mmcv with compiled ops
+if ! have <<EOF
+import mmcv, mmcv.ops
+assert mmcv.__version__ == '$MMCV_VERSION'
+EOF
+then
+  wheel=$(ls "$CACHE"/wheels/mmcv-$MMCV_VERSION-*.whl 2>/dev/null | head -1 || true)
+  tag=$("$PY" -c 'import torch, sys; print("torch%s-py%d%d" % ((torch.__version__.split("+")[0],) + sys.version_info[:2]))')
+  if [ -n "$wheel" ] && [ -f "$wheel.$tag" ]; then
+    log "installing cached mmcv wheel $(basename "$wheel") (built for $tag)"
+  else
+    log "building mmcv $MMCV_VERSION with ops against the installed torch (about 6 min on 2 cores)"
+    rm -rf "$CACHE/src/mmcv-$MMCV_VERSION" "$CACHE"/wheels/mmcv-*
+    "$PY" -m pip download --disable-pip-version-check -q --no-deps --no-binary :all: --no-build-isolation \
+      -c "$CACHE/constraints.txt" -d "$CACHE/src" "mmcv==$MMCV_VERSION"
+    tar -xzf "$CACHE/src/mmcv-$MMCV_VERSION.tar.gz" -C "$CACHE/src"
+    # The one change: mmcv's C++ standard flag; torch 2.14 headers #error below C++20.
+    sed -i 's/-std=c++14/-std=c++20/g; s/-std=c++17/-std=c++20/g' "$CACHE/src/mmcv-$MMCV_VERSION/setup.py"
+    (cd "$CACHE/src/mmcv-$MMCV_VERSION" && MMCV_WITH_OPS=1 MAX_JOBS=${MAX_JOBS:-2} CFLAGS="-g0" CXXFLAGS="-g0" \
+      "$PY" -m pip wheel --disable-pip-version-check -q --no-build-isolation --no-deps -w "$CACHE/wheels" .)
+    wheel=$(ls "$CACHE"/wheels/mmcv-$MMCV_VERSION-*.whl | head -1)
+    touch "$wheel.$tag"
+  fi
+  pip_ "$wheel" addict yapf packaging
+fi
+
+# ---- 5. detectron2
+D2_NOTE="$CACHE/detectron2_source.txt"
+if ! have <<<'import detectron2, detectron2._C, detectron2.modeling, detectron2.data'; then
+  if timeout 20 git ls-remote https://github.com/facebookresearch/detectron2.git HEAD >/dev/null 2>&1; then
+    log "official detectron2 source is reachable: building it"
+    pip_ --no-build-isolation "git+https://github.com/facebookresearch/detectron2.git"
+    echo "official detectron2 from its git source" > "$D2_NOTE"
+  else
+    log "official detectron2 source unreachable (no network): installing the OFFLINE FALLBACK pb1-detectron2==0.6"
+    rm -rf "$CACHE/src/pb1-detectron2-0.6"*
+    "$PY" -m pip download --disable-pip-version-check -q --no-deps --no-build-isolation \
+      -c "$CACHE/constraints.txt" -d "$CACHE/src" "pb1-detectron2==0.6"
+    tar -xzf "$CACHE/src/pb1-detectron2-0.6.tar.gz" -C "$CACHE/src"
+    src="$CACHE/src/pb1-detectron2-0.6"
+    # Its C++ sources are not in the sdist, so build no extension; ship an op-less detectron2._C instead.
+    sed -i 's/ext_modules=get_extensions(),/ext_modules=[],/' "$src/setup.py"
+    cp "$ROOT/tools/detectron2_offline_C.py" "$src/detectron2/_C.py"
+    pip_ --no-deps --no-build-isolation "$src"
+    echo "detectron2 v0.6 OFFLINE FALLBACK (pb1-detectron2==0.6, no compiled ops)" > "$D2_NOTE"
+  fi
+fi
+log "detectron2: $(cat "$D2_NOTE" 2>/dev/null || echo 'already installed (source not recorded)')"
+
+# ---- 6. this package, then check that everything imports
+if ! have <<<'import resnest_backbones'; then
+  pip_ --no-deps --no-build-isolation -e "$ROOT"
+fi
+"$PY" - <<'EOF'
+import detectron2, mmcv, mmcv.ops, mmdet, mmseg, mmengine, timm, lvis, pycocotools, resnest_backbones
+print(f"  detectron2 {detectron2.__version__}, mmcv {mmcv.__version__} (ops), mmdet {mmdet.__version__}, "
+      f"mmseg {mmseg.__version__}, mmengine {mmengine.__version__}, timm {timm.__version__}")
+EOF
+log "done"
