@@ -1,0 +1,35 @@
+#!/usr/bin/env python
+"""Write the synthetic shapes dataset (COCO + LVIS v1 formats); see resnest_backbones/datasets/synthetic_instances.py.
+
+    python tools/make_synthetic_dataset.py datasets/synthetic_shapes --num-train 800 --num-val 100
+"""
+import argparse
+import json
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # run from a checkout, any cwd
+from resnest_backbones.datasets import make_synthetic_dataset  # noqa: E402
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("root", help="output folder")
+    parser.add_argument("--num-train", type=int, default=800)
+    parser.add_argument("--num-val", type=int, default=100)
+    parser.add_argument("--image-size", type=int, default=256)
+    parser.add_argument("--objects-per-image", type=int, nargs=2, default=(2, 6), metavar=("MIN", "MAX"))
+    parser.add_argument("--object-size", type=float, nargs=2, default=(0.12, 0.4), metavar=("MIN", "MAX"),
+                        help="object diameter as a fraction of the image side")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--image-format", choices=("png", "jpg"), default="png")
+    parser.add_argument("--overwrite", action="store_true", help="replace a dataset made with other arguments")
+    args = parser.parse_args(argv)
+    paths = make_synthetic_dataset(args.root, args.num_train, args.num_val, args.image_size,
+                                   tuple(args.objects_per_image), tuple(args.object_size), args.seed,
+                                   args.image_format, args.overwrite)
+    print(json.dumps(paths, indent=2))
+
+
+if __name__ == "__main__":
+    main()
