@@ -1,0 +1,257 @@
+"""ResNeSt as an OpenMMLab backbone: one class shared by MMDetection and MMSegmentation (imports mmengine only).
+
+``resnest_backbones.mmdet`` and ``resnest_backbones.mmseg`` register :class:`ResNeStBackbone` in their framework's
+``MODELS`` registry. Both frameworks already register a ``ResNeSt`` of their own, hence the distinct name.
+
+The class *is* the core ``ResNeSt`` (subclass), so its state-dict keys are the official/timm names and a detector
+checkpoint stores them under ``backbone.``; this module only translates OpenMMLab-style arguments.
+"""
+import copy
+import difflib
+from functools import partial
+from typing import Callable, Dict, Optional, Sequence, Tuple
+
+import torch
+from mmengine.logging import print_log
+from mmengine.model import BaseModule
+from mmengine.model.weight_init import initialize
+from torch import nn
+
+from .checkpoint import load_pretrained, load_state
+from .layers import FrozenBatchNorm2d
+from .resnest import STAGE_NAMES, ResNeSt
+from .variants import VARIANTS, get_variant
+
+DEPTHS = {14: "resnest14", 26: "resnest26", 50: "resnest50", 101: "resnest101", 200: "resnest200",
+          269: "resnest269"}
+# OpenMMLab's (strides, dilations) of the four stages -> the core's output_stride.
+STRIDE_LAYOUTS = {
+    ((1, 2, 2, 2), (1, 1, 1, 1)): 32,
+    ((1, 2, 2, 1), (1, 1, 1, 2)): 16,
+    ((1, 2, 1, 1), (1, 1, 2, 4)): 8,  # the "-d8" layout of the segmentation configs
+}
+NORM_TYPES = ("BN", "BN2d", "SyncBN", "GN", "FrozenBN")
+# Architecture arguments that override the variant's published hyper-parameters when given.
+ARCH_OVERRIDES = ("radix", "cardinality", "base_width", "stem_width", "deep_stem", "avg_down", "avd", "avd_first",
+                  "reduction_factor", "drop_block_prob", "last_gamma", "in_channels")
+
+
+def norm_factory(norm_cfg: Optional[Dict]) -> Callable[[int], nn.Module]:
+    """An OpenMMLab ``norm_cfg`` (``type`` BN / SyncBN / GN / FrozenBN, ``requires_grad``, ``eps``, ``momentum``,
+    ``num_groups``) as the core's ``f(num_channels) -> nn.Module``."""
+    cfg = dict(type="BN") if norm_cfg is None else dict(norm_cfg)
+    if not isinstance(cfg.get("type"), str) or cfg["type"] not in NORM_TYPES:
+        raise ValueError(f"norm_cfg type {cfg.get('type')!r} is not supported by ResNeStBackbone; use one of "
+                         f"{', '.join(NORM_TYPES)}, e.g. norm_cfg=dict(type='SyncBN', requires_grad=True)")
+    norm_type = cfg.pop("type")
+    requires_grad = cfg.pop("requires_grad", True)
+    if norm_type == "GN":
+        if "num_groups" not in cfg:
+            raise ValueError("norm_cfg=dict(type='GN') needs num_groups, e.g. dict(type='GN', num_groups=32)")
+        build = partial(_group_norm, cfg.pop("num_groups"), **cfg)
+    else:
+        layer = {"BN": nn.BatchNorm2d, "BN2d": nn.BatchNorm2d, "SyncBN": nn.SyncBatchNorm,
+                 "FrozenBN": FrozenBatchNorm2d}[norm_type]
+        build = partial(layer, **cfg)
+
+    def make(num_channels: int) -> nn.Module:
+        module = build(num_channels)
+        for parameter in module.parameters():
+            parameter.requires_grad_(requires_grad)
+        return module
+
+    return make
+
+
+def _group_norm(num_groups: int, num_channels: int, **kwargs) -> nn.GroupNorm:
+    return nn.GroupNorm(num_groups, num_channels, **kwargs)
+
+
+def output_stride_of(strides: Sequence[int], dilations: Sequence[int]) -> int:
+    """Core ``output_stride`` for OpenMMLab ``strides`` / ``dilations``; raises for layouts the core lacks."""
+    key = (tuple(strides), tuple(dilations))
+    if key not in STRIDE_LAYOUTS:
+        known = "; ".join(f"strides={s}, dilations={d}" for s, d in STRIDE_LAYOUTS)
+        raise ValueError(f"Unsupported strides={key[0]}, dilations={key[1]}: ResNeSt supports {known} "
+                         "(or pass output_stride=32/16/8)")
+    return STRIDE_LAYOUTS[key]
+
+
+def _variant_name(variant: Optional[str], depth: Optional[int]) -> str:
+    if depth is not None and depth not in DEPTHS:
+        raise ValueError(f"No ResNeSt of depth {depth}; depths: {sorted(DEPTHS)} (or pass variant=, one of "
+                         f"{', '.join(VARIANTS)})")
+    if variant is None and depth is None:
+        raise ValueError("ResNeStBackbone needs variant='resnest50' (any of resnest_backbones.list_models()) or "
+                         f"depth= (one of {sorted(DEPTHS)})")
+    if variant is not None and depth is not None and DEPTHS[depth] != variant:
+        raise ValueError(f"variant={variant!r} and depth={depth} disagree; give only one of them")
+    name = variant or DEPTHS[depth]
+    get_variant(name)  # raises KeyError with close matches for a typo
+    return name
+
+
+class ResNeStBackbone(ResNeSt, BaseModule):
+    """ResNeSt backbone for MMDetection / MMSegmentation (registered as ``ResNeStBackbone``).
+
+    Args:
+        variant (str, optional): published variant, e.g. ``'resnest50'``, ``'resnest50_fast_2s2x40d'``
+            (``resnest_backbones.list_models()``). Give this or ``depth``.
+        depth (int, optional): 14, 26, 50, 101, 200 or 269; shorthand for ``variant='resnest<depth>'``.
+        out_indices (Sequence[int]): stages to output (0 = res2, stride 4 ... 3 = res5). Default: (0, 1, 2, 3).
+        frozen_stages (int): -1 trains everything, 0 freezes the stem, k the stem and stages 1..k (their
+            parameters stop requiring grad and their norm layers stay in eval mode). Default: -1.
+        norm_cfg (dict): ``dict(type='BN' | 'SyncBN' | 'GN' | 'FrozenBN', requires_grad=True, ...)``; GN needs
+            ``num_groups`` of at most 16 (the split-attention layers normalise 32 channels of a 1x1 map, which
+            32 groups would reduce to one value per group). Default: ``dict(type='BN', requires_grad=True)``.
+        norm_eval (bool): keep BatchNorm layers in eval mode while training (statistics frozen). Default: False.
+        with_cp (bool): gradient checkpointing of each block. Default: False.
+        strides, dilations (Sequence[int], optional): OpenMMLab's per-stage layout; ``(1, 2, 1, 1)`` with
+            ``(1, 1, 2, 4)`` is the "-d8" segmentation layout (output stride 8), ``(1, 2, 2, 1)`` with
+            ``(1, 1, 1, 2)`` output stride 16. Alternative to ``output_stride``.
+        output_stride (int, optional): 32, 16 or 8. Default: 32.
+        dilated_layout (str): first block of a dilated stage: ``'official'`` (official code, the paper's
+            segmentation models) or ``'mmseg'`` (mmseg's ``ResNeSt`` with ``contract_dilation=True``; use it to
+            load mmseg-trained ResNeSt segmentors), or ``'timm'``. Default: ``'official'``.
+        contract_dilation (bool): must be True (every layout contracts the first dilated block's dilation, as
+            mmseg's ``contract_dilation=True``); accepted so mmseg-style configs read naturally.
+        init_cfg (dict or list[dict], optional): ``dict(type='Pretrained', checkpoint=...)`` with a path, URL,
+            ``'resnest://resnest50'`` (published ImageNet weights, downloaded once) or any OpenMMLab /
+            official / timm / detectron2-export checkpoint of the same variant; ``prefix='backbone.'`` picks a
+            sub-state. Loaded strictly by ``resnest_backbones.load_pretrained``.
+        **arch: overrides of the variant's hyper-parameters: ``radix``, ``cardinality``, ``base_width``,
+            ``stem_width``, ``deep_stem``, ``avg_down``, ``avd``, ``avd_first``, ``reduction_factor``,
+            ``drop_block_prob``, ``last_gamma``, ``in_channels``.
+
+    Example:
+        >>> import torch
+        >>> from resnest_backbones.openmmlab import ResNeStBackbone
+        >>> model = ResNeStBackbone(variant='resnest50', out_indices=(1, 3)).eval()
+        >>> [tuple(f.shape) for f in model(torch.rand(1, 3, 64, 64))]
+        [(1, 512, 8, 8), (1, 2048, 2, 2)]
+    """
+
+    def __init__(self, variant: Optional[str] = None, depth: Optional[int] = None,
+                 out_indices: Sequence[int] = (0, 1, 2, 3), frozen_stages: int = -1,
+                 norm_cfg: Optional[Dict] = dict(type="BN", requires_grad=True), norm_eval: bool = False,
+                 with_cp: bool = False, strides: Optional[Sequence[int]] = None,
+                 dilations: Optional[Sequence[int]] = None, output_stride: Optional[int] = None,
+                 dilated_layout: str = "official", contract_dilation: bool = True, init_cfg=None, **arch):
+        self._check_arch_names(arch)
+        name = _variant_name(variant, depth)
+        out_indices = tuple(out_indices)
+        if not out_indices or any(i not in range(4) for i in out_indices):
+            raise ValueError(f"out_indices {out_indices} must be a non-empty subset of (0, 1, 2, 3)")
+        if not contract_dilation:
+            raise ValueError("contract_dilation=False is not supported: ResNeSt's dilated stages contract the first "
+                             "block's dilation (mmseg's contract_dilation=True); choose dilated_layout instead")
+        kwargs = get_variant(name).arch()
+        kwargs.update(arch)
+        kwargs.update(output_stride=self._output_stride(strides, dilations, output_stride),
+                      dilated_layout=dilated_layout, norm_layer=norm_factory(norm_cfg), norm_eval=norm_eval,
+                      with_cp=with_cp, frozen_stages=frozen_stages,
+                      out_features=[STAGE_NAMES[i] for i in out_indices])
+        super().__init__(**kwargs)  # ResNeSt builds the network; BaseModule.__init__ runs with init_cfg=None
+        self.init_cfg = copy.deepcopy(init_cfg)
+        self.variant = name
+        self.out_indices = out_indices
+
+    @staticmethod
+    def _check_arch_names(arch: Dict):
+        unknown = [key for key in arch if key not in ARCH_OVERRIDES]
+        if unknown:
+            valid = sorted(ARCH_OVERRIDES + ("variant", "depth", "out_indices", "frozen_stages", "norm_cfg",
+                                             "norm_eval", "with_cp", "strides", "dilations", "output_stride",
+                                             "dilated_layout", "contract_dilation", "init_cfg"))
+            hints = [f"{key!r} (did you mean {difflib.get_close_matches(key, valid, 1)[0]!r}?)"
+                     if difflib.get_close_matches(key, valid, 1) else repr(key) for key in unknown]
+            raise TypeError(f"ResNeStBackbone got unknown argument(s) {', '.join(hints)}. Valid arguments: "
+                            f"{', '.join(valid)}")
+
+    @staticmethod
+    def _output_stride(strides, dilations, output_stride) -> int:
+        if strides is None and dilations is None:
+            return 32 if output_stride is None else output_stride
+        if strides is None or dilations is None:
+            raise ValueError("Give strides and dilations together (e.g. strides=(1, 2, 1, 1), dilations=(1, 1, 2, 4))")
+        derived = output_stride_of(strides, dilations)
+        if output_stride is not None and output_stride != derived:
+            raise ValueError(f"output_stride={output_stride} contradicts strides={tuple(strides)}, "
+                             f"dilations={tuple(dilations)} (output stride {derived}); give only one")
+        return derived
+
+    def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, ...]:
+        """Tuple of the ``out_indices`` stage features, shallowest first."""
+        return tuple(self.forward_features(x).values())
+
+    def init_weights(self):
+        """Load ``init_cfg=dict(type='Pretrained', ...)`` through the core's strict loader; other init_cfg types
+        go through mmengine. Without init_cfg the core's own initialisation (done at construction) stays."""
+        cfgs = self.init_cfg if isinstance(self.init_cfg, list) else [self.init_cfg] if self.init_cfg else []
+        pretrained = [cfg for cfg in cfgs if cfg.get("type") == "Pretrained"]
+        others = [cfg for cfg in cfgs if cfg.get("type") != "Pretrained"]
+        if len(pretrained) > 1:
+            raise ValueError(f"ResNeStBackbone got {len(pretrained)} Pretrained init_cfgs; give one")
+        if others:
+            initialize(self, others)
+        if pretrained:
+            self._load(pretrained[0])
+        self._is_init = True
+
+    def _load(self, cfg: Dict):
+        unknown = set(cfg) - {"type", "checkpoint", "prefix", "map_location"}
+        if unknown or "checkpoint" not in cfg:
+            raise ValueError(f"init_cfg {cfg} must be dict(type='Pretrained', checkpoint=<path, URL or "
+                             "'resnest://resnest50'>, prefix=<optional, e.g. 'backbone.'>)")
+        source = cfg["checkpoint"]
+        if cfg.get("prefix"):
+            source = _sub_state(load_state(source), cfg["prefix"], source)
+        report = load_pretrained(self, source)
+        print_log(f"ResNeStBackbone({self.variant}): loaded {len(report.loaded)} tensors from {report.source} "
+                  f"({report.format} layout); skipped {len(report.skipped)} not built here (classifier, unused "
+                  "stages)", logger="current")
+
+
+def _sub_state(checkpoint, prefix: str, source) -> Dict[str, torch.Tensor]:
+    state = checkpoint.get("state_dict", checkpoint.get("model", checkpoint))
+    sub = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+    if not sub:
+        raise ValueError(f"No key of {source} starts with prefix {prefix!r}; first keys: {list(state)[:5]}")
+    return sub
+
+
+# ----- narrow fixes for running mmengine on this stack, applied by the framework adapters at import
+def allow_mmengine_checkpoints() -> None:
+    """Let ``torch.load(weights_only=True)`` (torch >= 2.6 default) read mmengine's training checkpoints.
+
+    mmengine 0.10 calls ``torch.load`` without ``weights_only``, so ``mim test`` / ``resume`` of a checkpoint it
+    saved fails on the objects it stores besides tensors (its ``HistoryBuffer`` logs holding numpy arrays and
+    scalars). Allow-listing exactly those classes is narrower than disabling weights-only loading everywhere.
+    """
+    import numpy as np
+    from mmengine.logging import HistoryBuffer
+    numpy_core = getattr(np, "_core", None) or np.core  # numpy 2 renamed np.core to np._core
+    dtype_classes = [type(np.dtype(name)) for name in ("float64", "float32", "int64", "int32", "bool")]
+    torch.serialization.add_safe_globals([HistoryBuffer, numpy_core.multiarray._reconstruct,
+                                          numpy_core.multiarray.scalar, np.ndarray, np.dtype] + dtype_classes)
+
+
+def allow_cpu_distributed() -> None:
+    """Let mmengine's ``--launcher pytorch`` start CPU-only processes (torchrun with the gloo backend).
+
+    mmengine's ``init_dist`` calls ``torch.cuda.set_device(local_rank)`` unconditionally, which raises on a
+    machine without an NVIDIA driver. Only when CUDA is unavailable is that call replaced by a no-op (it could only
+    fail there); with a GPU nothing changes. Configs must also set ``env_cfg.dist_cfg.backend='gloo'`` and
+    ``model_wrapper_cfg=dict(type='MMDistributedDataParallel', device_ids=None)`` (DDP on CPU takes no device ids).
+    """
+    if torch.cuda.is_available() or getattr(torch.cuda.set_device, "_resnest_cpu_noop", False):
+        return
+    original = torch.cuda.set_device
+
+    def set_device(device):
+        if isinstance(device, torch.device) and device.type != "cuda":
+            return original(device)
+        # No CUDA here: a CUDA device index cannot be selected, and CPU processes do not need one.
+
+    set_device._resnest_cpu_noop = True
+    torch.cuda.set_device = set_device
