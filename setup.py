@@ -7,6 +7,8 @@ FRAMEWORKS = {
     "mmdet": ["mmengine==0.10.7", "mmcv==2.1.0", "mmdet==3.3.0", "pycocotools", "lvis", "openmim"],
     "mmseg": ["mmengine==0.10.7", "mmcv==2.1.0", "mmsegmentation==1.2.2", "ftfy", "regex", "openmim"],
 }
+CONFIG_PACKAGES = {"resnest_backbones.configs" + ("." + sub if sub else ""): "configs" + ("/" + sub if sub else "")
+                   for sub in ("", "detectron2", "mmdet", "mmseg")}
 EXTRAS = dict(FRAMEWORKS)
 EXTRAS["all"] = sorted({req for reqs in FRAMEWORKS.values() for req in reqs})
 EXTRAS["dev"] = ["pytest", "timm", "onnx", "onnxruntime", "fvcore", "matplotlib"]
@@ -17,9 +19,11 @@ setup(
     description=__doc__,
     long_description=open("README.md").read() if __import__("os").path.exists("README.md") else __doc__,
     long_description_content_type="text/markdown",
-    packages=find_packages(include=["resnest_backbones", "resnest_backbones.*"]),
-    # Configs travel inside the package so they work from a pip install (see resnest_backbones.configs_dir()).
-    package_data={"resnest_backbones": ["configs/**/*.py", "configs/**/*.yaml", "configs/*/*"]},
+    packages=find_packages(include=["resnest_backbones", "resnest_backbones.*"]) + list(CONFIG_PACKAGES),
+    # The repository's configs/ is installed as resnest_backbones/configs, so configs work from a pip install
+    # (resnest_backbones.config_path() finds them in either place).
+    package_dir=CONFIG_PACKAGES,
+    package_data={name: ["*.py", "*.yaml", "*.json"] for name in CONFIG_PACKAGES},
     python_requires=">=3.8",
     install_requires=["torch>=1.10", "numpy"],
     extras_require=EXTRAS,

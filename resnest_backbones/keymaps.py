@@ -3,7 +3,8 @@
 Layouts (``CheckpointFormat``):
 - ``official``: the official ResNeSt release and timm (``conv1.0.weight``, ``layer1.0.conv2.bn0.weight``, ``fc``).
   This package's models use these names, so it is also the layout of ``ResNeSt.state_dict()``.
-- ``openmmlab``: mmdet's / mmseg's ``ResNeSt`` (``stem.0``, ``norm1``, ``conv2.norm0``), optionally prefixed with
+- ``openmmlab``: mmdet's / mmseg's ``ResNeSt``: a ``stem.N`` Sequential instead of ``conv1.N`` + ``bn1``; blocks use
+  the official names (mmcv's ``build_norm_layer`` names BN layers ``bnN``, GN layers ``gnN``). Optionally prefixed with
   ``backbone.`` and wrapped in ``{"state_dict": ...}`` as mmengine saves it.
 - ``detectron2``: this package's detectron2 export: official names under ``backbone.bottom_up.`` (the backbone
   wrapped by FPN) or ``backbone.`` (plain backbone), wrapped in ``{"model": ...}``.
@@ -21,8 +22,8 @@ OPENMMLAB_PREFIX = "backbone."
 # OpenMMLab -> official renames, applied to the key's tail (after ``layerX.Y.`` for blocks).
 _MM_STEM = {"stem.0.": "conv1.0.", "stem.1.": "conv1.1.", "stem.3.": "conv1.3.", "stem.4.": "conv1.4.",
             "stem.6.": "conv1.6.", "stem.7.": "bn1."}
-_MM_BLOCK = {"norm1.": "bn1.", "norm3.": "bn3.", "conv2.norm0.": "conv2.bn0.", "conv2.norm1.": "conv2.bn1.",
-             "norm2.": "bn2."}
+# Only GroupNorm checkpoints need block renames (mmcv names them gnN; this package keeps the official bnN).
+_MM_BLOCK = {"gn1.": "bn1.", "gn2.": "bn2.", "gn3.": "bn3.", "conv2.gn0.": "conv2.bn0.", "conv2.gn1.": "conv2.bn1."}
 _BLOCK_KEY = re.compile(r"^(layer\d+\.\d+\.)(.*)$")
 
 
@@ -59,13 +60,10 @@ def openmmlab_to_official(state: Mapping[str, torch.Tensor]) -> Dict[str, torch.
 
 
 def official_to_openmmlab(state: Mapping[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
+    """Official names -> mmdet/mmseg ``ResNeSt`` names (BatchNorm naming, as their BN/SyncBN models use)."""
     stem = {new: old for old, new in _MM_STEM.items()}
-    blocks = {new: old for old, new in _MM_BLOCK.items()}
-    out = {}
-    for key, value in state.items():
-        block = _BLOCK_KEY.match(key)
-        out[block.group(1) + _rename(block.group(2), blocks) if block else _rename(key, stem)] = value
-    return out
+    # mmdet/mmseg GN models (gnN) are not a published layout; BN names are what their checkpoints hold.
+    return {key if _BLOCK_KEY.match(key) else _rename(key, stem): value for key, value in state.items()}
 
 
 def detect_format(state: Mapping[str, torch.Tensor]) -> Tuple[str, str]:
@@ -73,7 +71,7 @@ def detect_format(state: Mapping[str, torch.Tensor]) -> Tuple[str, str]:
     keys = list(state)
     for prefix in (DETECTRON2_PREFIX, OPENMMLAB_PREFIX, ""):
         body = [k[len(prefix):] for k in keys if k.startswith(prefix)]
-        if any(k.startswith("stem.") for k in body) or any(".norm1." in k for k in body):
+        if any(k.startswith("stem.") for k in body):
             return OPENMMLAB, prefix
         if any(k.startswith(("conv1.", "layer1.")) for k in body):
             return (DETECTRON2 if prefix else OFFICIAL), prefix

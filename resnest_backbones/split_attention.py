@@ -44,6 +44,7 @@ class SplitAttention(nn.Module):
             Default: 4.
         min_attention_width (int): lower bound of the attention width. Default: 32.
         norm_layer (callable): ``norm_layer(num_channels)`` returns a normalisation module. Default: BatchNorm2d.
+            A GroupNorm for ``bn1`` (which normalises a 1x1 map) is built with one group.
         drop_block (nn.Module, optional): applied after ``bn0`` (DropBlock in stages 3 and 4 of the paper).
     """
 
@@ -67,6 +68,10 @@ class SplitAttention(nn.Module):
         self.relu = nn.ReLU(inplace=True)
         self.fc1 = nn.Conv2d(out_channels, attention_width, 1, groups=cardinality)
         self.bn1 = norm_layer(attention_width)
+        if isinstance(self.bn1, nn.GroupNorm) and self.bn1.num_groups > 1:
+            # bn1 sees a 1x1 map: GroupNorm with several groups would normalise each group's few values to a
+            # constant (a dead attention branch). One group (LayerNorm over the attention vector) is well defined.
+            self.bn1 = nn.GroupNorm(1, attention_width, eps=self.bn1.eps, affine=self.bn1.affine)
         self.fc2 = nn.Conv2d(attention_width, out_channels * radix, 1, groups=cardinality)
         self.rsoftmax = RadixSoftmax(radix, cardinality)
 

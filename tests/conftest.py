@@ -1,0 +1,36 @@
+"""Shared helpers for the tests: random BN statistics (so eval-mode comparisons exercise every parameter)."""
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:  # tests run from a checkout even before `pip install -e .`
+    sys.path.insert(0, str(ROOT))
+
+
+def randomize_norms(model: nn.Module, seed: int = 0) -> nn.Module:
+    """Give every BatchNorm random affine parameters and running statistics."""
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for module in model.modules():
+            if isinstance(module, nn.modules.batchnorm._BatchNorm):
+                n = module.num_features
+                module.weight.copy_(torch.rand(n, generator=generator) + 0.5)
+                module.bias.copy_(torch.rand(n, generator=generator) - 0.5)
+                module.running_mean.copy_(torch.rand(n, generator=generator) - 0.5)
+                module.running_var.copy_(torch.rand(n, generator=generator) + 0.5)
+    return model
+
+
+def rel_err(a: torch.Tensor, b: torch.Tensor) -> float:
+    """Max absolute difference relative to the max magnitude of the reference ``a``."""
+    assert a.shape == b.shape, (a.shape, b.shape)
+    return ((a - b).abs().max() / a.abs().max().clamp(min=1e-12)).item()
+
+
+@pytest.fixture
+def rng():
+    return torch.Generator().manual_seed(1234)
