@@ -24,40 +24,35 @@ MMCV_VERSION=2.1.0
 mkdir -p "$CACHE/wheels" "$CACHE/src"
 start=$(date +%s)
 log() { printf '[setup_env %4ss] %s\n' "$(( $(date +%s) - start ))" "$*"; }
-have() { "$PY" - "$@" >/dev/null 2>&1; }   # run a python snippet from stdin; success means "already satisfied"
 pip_() { "$PY" -m pip install --disable-pip-version-check -q -c "$CACHE/constraints.txt" "$@"; }
 
+missing=$("$PY" "$ROOT/tools/setup_check.py" "$MMCV_VERSION" "$ROOT" 2>/dev/null) \
+  || missing="setuptools torch deps mmcv detectron2 self"
+needs() { [[ " $missing " == *" $1 "* ]]; }
+log "to do: ${missing:-nothing, already set up}"
+
 # ---- 1. setuptools with pkg_resources
-if ! have <<'EOF'
-import pkg_resources, setuptools
-assert int(setuptools.__version__.split('.')[0]) < 81
-EOF
-then
+if needs setuptools; then
   log "installing setuptools<81 (pkg_resources is needed by mmcv's build, mim and detectron2)"
   "$PY" -m pip install --disable-pip-version-check -q "setuptools<81" wheel
 fi
 
 # ---- 2. torch
-if ! have <<<'import torch, torchvision'; then
+if needs torch; then
   log "no torch found: installing torch==2.14.1 torchvision==0.29.1"
   "$PY" -m pip install --disable-pip-version-check -q torch==2.14.1 torchvision==0.29.1
 fi
+# Pin whatever torch is installed so that no later install (or build) can replace it.
 "$PY" - "$CACHE/constraints.txt" <<'EOF'
-import sys, torch, torchvision
-# Pin whatever torch is installed so that no later install can replace it.
-open(sys.argv[1], 'w').write(f"torch=={torch.__version__.split('+')[0]}\ntorchvision=={torchvision.__version__.split('+')[0]}\n"
-                             "setuptools<81\n")
+import sys
+from importlib.metadata import version
+pins = {name: version(name).split("+")[0] for name in ("torch", "torchvision")}
+open(sys.argv[1], "w").write("".join(f"{n}=={v}\n" for n, v in pins.items()) + "setuptools<81\n")
+print(f"[setup_env] torch {pins['torch']}, torchvision {pins['torchvision']} (pinned for every later install)")
 EOF
-log "torch $("$PY" -c 'import torch; print(torch.__version__)')"
 
 # ---- 3. pure-Python dependencies
-if ! have <<'EOF'
-from importlib.metadata import version
-import timm, pycocotools, lvis, mmengine, mmdet, mmseg, ftfy, regex, mim, onnx, onnxruntime, fvcore, matplotlib, cv2
-assert version('mmengine') == '0.10.7' and version('mmdet') == '3.3.0' and version('mmsegmentation') == '1.2.2'
-assert int(version('Pillow').split('.')[0]) < 10
-EOF
-then
+if needs deps; then
   log "installing Python dependencies"
   # Pillow<10: detectron2 v0.6 uses Image.LINEAR. ftfy/regex: mmseg imports them without declaring them.
   pip_ "Pillow<10" timm pycocotools lvis opencv-python-headless matplotlib scipy shapely terminaltables \
@@ -72,11 +67,7 @@ then
 fi
 
 # ---- 4. mmcv with compiled ops
-if ! have <<EOF
-import mmcv, mmcv.ops
-assert mmcv.__version__ == '$MMCV_VERSION'
-EOF
-then
+if needs mmcv; then
   wheel=$(ls "$CACHE"/wheels/mmcv-$MMCV_VERSION-*.whl 2>/dev/null | head -1 || true)
   tag=$("$PY" -c 'import torch, sys; print("torch%s-py%d%d" % ((torch.__version__.split("+")[0],) + sys.version_info[:2]))')
   if [ -n "$wheel" ] && [ -f "$wheel.$tag" ]; then
@@ -99,7 +90,7 @@ fi
 
 # ---- 5. detectron2
 D2_NOTE="$CACHE/detectron2_source.txt"
-if ! have <<<'import detectron2, detectron2._C, detectron2.modeling, detectron2.data'; then
+if needs detectron2; then
   if timeout 20 git ls-remote https://github.com/facebookresearch/detectron2.git HEAD >/dev/null 2>&1; then
     log "official detectron2 source is reachable: building it"
     pip_ --no-build-isolation "git+https://github.com/facebookresearch/detectron2.git"
@@ -121,10 +112,10 @@ fi
 log "detectron2: $(cat "$D2_NOTE" 2>/dev/null || echo 'already installed (source not recorded)')"
 
 # ---- 6. this package, then check that everything imports
-if ! have <<<'import resnest_backbones'; then
+if needs self; then
   pip_ --no-deps --no-build-isolation -e "$ROOT"
 fi
-"$PY" - <<'EOF'
+[ -z "$missing" ] || "$PY" - <<'EOF'
 import detectron2, mmcv, mmcv.ops, mmdet, mmseg, mmengine, timm, lvis, pycocotools, resnest_backbones
 print(f"  detectron2 {detectron2.__version__}, mmcv {mmcv.__version__} (ops), mmdet {mmdet.__version__}, "
       f"mmseg {mmseg.__version__}, mmengine {mmengine.__version__}, timm {timm.__version__}")
