@@ -1,0 +1,158 @@
+"""The inference fast path computes what the eval-mode model computes, refuses training, and compiles in one graph."""
+import pytest
+import torch
+from torch import nn
+
+import resnest_backbones as rb
+from resnest_backbones import FrozenBatchNorm2d, SplitAttention
+from resnest_backbones.fast_path import FusedModuleError, FusedSplitAttention, fuse_for_inference
+
+ONE_BLOCK = dict(layers=[1, 1, 1, 1])  # every stage present, cheap enough for CPU tests
+
+
+def randomize(model: nn.Module, seed: int = 0) -> nn.Module:
+    """Random affine parameters and running statistics, so folding BN is really exercised (not ones/zeros)."""
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for module in model.modules():
+            if isinstance(module, (nn.BatchNorm2d, FrozenBatchNorm2d, nn.GroupNorm)):
+                size = module.num_features if hasattr(module, "num_features") else module.num_channels
+                module.weight.copy_(torch.rand(size, generator=generator) + 0.5)
+                module.bias.copy_(torch.rand(size, generator=generator) - 0.5)
+            if isinstance(module, (nn.BatchNorm2d, FrozenBatchNorm2d)):
+                module.running_mean.copy_(torch.rand(module.num_features, generator=generator) - 0.5)
+                module.running_var.copy_(torch.rand(module.num_features, generator=generator) + 0.5)
+            if isinstance(module, nn.Conv2d) and module.bias is not None:
+                module.bias.copy_(torch.rand(module.out_channels, generator=generator) - 0.5)
+    return model
+
+
+def relative_error(out: torch.Tensor, ref: torch.Tensor) -> float:
+    return ((out - ref).abs().max() / ref.abs().max()).item()
+
+
+CASES = {
+    "radix2": ("resnest14", {}),
+    "radix1_sigmoid_avd_first": ("resnest50_fast_1s1x64d", ONE_BLOCK),
+    "radix4_cardinality2_avd_first": ("resnest50_fast_4s2x40d", ONE_BLOCK),
+    "radix1_cardinality4": ("resnest50_fast_1s4x24d", ONE_BLOCK),
+    "radix0_plain_conv": ("resnest14", dict(radix=0)),
+    "dilated_os8_official": ("resnest14", dict(output_stride=8)),
+    "dilated_os16_timm_layout": ("resnest14", dict(output_stride=16, dilated_layout="timm")),
+    "frozen_bn": ("resnest14", dict(norm_layer="FrozenBN")),
+    "group_norm": ("resnest14", dict(norm_layer="GN")),
+    "resnet_stem_no_avg_down": ("resnest14", dict(deep_stem=False, avg_down=False)),
+    "frozen_stages_norm_eval": ("resnest14", dict(frozen_stages=2, norm_eval=True)),
+}
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_fused_matches_eager(case):
+    name, overrides = CASES[case]
+    model = randomize(rb.create_model(name, num_classes=7, **overrides)).eval()
+    x = torch.randn(2, 3, 96, 80)
+    with torch.no_grad():
+        reference = model.forward_features(x)
+        reference_logits = model(x)
+        fused = fuse_for_inference(model)
+        features = fused.forward_features(x)
+        logits = fused(x)
+    assert fused is model  # one call, in place, as the adapters use it
+    assert list(features) == list(reference)
+    for key in reference:
+        assert features[key].shape == reference[key].shape
+        assert relative_error(features[key], reference[key]) < 1e-5, key
+    assert relative_error(logits, reference_logits) < 1e-5
+
+
+@pytest.mark.parametrize("norm, kept", [("BN", 0), ("FrozenBN", 0), ("GN", None)])
+def test_foldable_norms_are_gone_and_group_norm_is_kept(norm, kept):
+    model = rb.create_model("resnest14", norm_layer=norm).eval()
+    norms_before = sum(isinstance(m, (nn.BatchNorm2d, FrozenBatchNorm2d, nn.GroupNorm)) for m in model.modules())
+    fuse_for_inference(model)
+    bn_left = sum(isinstance(m, (nn.modules.batchnorm._BatchNorm, FrozenBatchNorm2d)) for m in model.modules())
+    gn_left = sum(isinstance(m, nn.GroupNorm) for m in model.modules())
+    assert bn_left == 0
+    assert gn_left == (norms_before if kept is None else kept)
+
+
+def test_subset_of_outputs_and_non_multiple_of_32_input():
+    model = randomize(rb.create_model("resnest14", out_features=["res3", "res5"])).eval()
+    x = torch.randn(1, 3, 75, 101)
+    with torch.no_grad():
+        reference = model.forward_features(x)
+        features = fuse_for_inference(model).forward_features(x)
+    assert list(features) == ["res3", "res5"]
+    for key in reference:
+        assert relative_error(features[key], reference[key]) < 1e-5
+
+
+def test_fusing_a_training_model_raises():
+    model = rb.create_model("resnest14")
+    with pytest.raises(FusedModuleError, match="eval"):
+        fuse_for_inference(model.train())
+    # norm_eval keeps the BNs in eval mode, but the model itself (DropBlock, gradients) is still training.
+    model = rb.create_model("resnest14", norm_eval=True).train()
+    with pytest.raises(FusedModuleError, match="eval"):
+        fuse_for_inference(model)
+
+
+def test_fused_model_cannot_go_back_to_training():
+    model = fuse_for_inference(rb.create_model("resnest14").eval())
+    model.eval()  # eval stays allowed (test loops call it)
+    with pytest.raises(FusedModuleError, match="inference-only"):
+        model.train()
+
+
+def test_fusing_an_unknown_model_raises():
+    with pytest.raises(TypeError, match="ResNeSt"):
+        fuse_for_inference(nn.Conv2d(3, 3, 1).eval())
+
+
+@pytest.mark.parametrize("radix, cardinality", [(1, 1), (2, 1), (4, 2), (1, 4)])
+def test_fused_split_attention_matches(radix, cardinality):
+    module = randomize(SplitAttention(64, 64, cardinality=cardinality, radix=radix)).eval()
+    x = torch.randn(3, 64, 9, 7)
+    with torch.no_grad():
+        reference = module(x)
+        fused = fuse_for_inference(module)
+        out = fused(x)
+    assert isinstance(fused, FusedSplitAttention)
+    assert relative_error(out, reference) < 1e-5
+
+
+def test_fused_split_attention_channels_last():
+    module = randomize(SplitAttention(64, 64, radix=2)).eval()
+    x = torch.randn(2, 64, 10, 10)
+    with torch.no_grad():
+        reference = module(x)
+        out = fuse_for_inference(module).to(memory_format=torch.channels_last)(
+            x.contiguous(memory_format=torch.channels_last))
+    assert relative_error(out, reference) < 1e-5
+
+
+@pytest.mark.parametrize("radix, cardinality", [(1, 1), (2, 1), (4, 2)])
+def test_split_attention_compiles_without_graph_breaks(radix, cardinality):
+    # aot_eager runs dynamo and AOT autograd (where graph breaks would appear) without a C++ compile: cheap.
+    module = randomize(SplitAttention(64, 64, cardinality=cardinality, radix=radix)).eval()
+    x = torch.randn(2, 64, 8, 8)
+    explanation = torch._dynamo.explain(module)(x)
+    assert explanation.graph_break_count == 0, explanation.break_reasons
+    with torch.no_grad():
+        reference = module(x)
+        fused = fuse_for_inference(module)
+        for candidate in (module, fused):
+            torch._dynamo.reset()
+            compiled = torch.compile(candidate, fullgraph=True, backend="aot_eager")
+            assert relative_error(compiled(x), reference) < 1e-5
+
+
+def test_fused_split_attention_compiles_with_inductor():
+    # One real inductor compile (generates and builds C++): the path users take with torch.compile on CPU.
+    module = randomize(SplitAttention(32, 32, radix=2)).eval()
+    x = torch.randn(2, 32, 8, 8)
+    torch._dynamo.reset()
+    with torch.no_grad():
+        reference = module(x)
+        compiled = torch.compile(fuse_for_inference(module), fullgraph=True)
+        assert relative_error(compiled(x), reference) < 1e-5
