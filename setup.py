@@ -5,7 +5,9 @@ FRAMEWORKS = {
     # detectron2 is not on PyPI: tools/setup_env.sh installs it (official source or the offline fallback).
     "detectron2": ["pycocotools", "lvis", "Pillow<10", "fvcore", "opencv-python-headless"],
     "mmdet": ["mmengine==0.10.7", "mmcv==2.1.0", "mmdet==3.3.0", "pycocotools", "lvis", "openmim"],
-    "mmseg": ["mmengine==0.10.7", "mmcv==2.1.0", "mmsegmentation==1.2.2", "ftfy", "regex", "openmim"],
+    # ftfy, regex, prettytable: imported by mmseg (its IoUMetric needs prettytable) but not declared by it.
+    "mmseg": ["mmengine==0.10.7", "mmcv==2.1.0", "mmsegmentation==1.2.2", "ftfy", "regex", "prettytable",
+              "openmim"],
 }
 CONFIG_PACKAGES = {"resnest_backbones.configs" + ("." + sub if sub else ""): "configs" + ("/" + sub if sub else "")
                    for sub in ("", "detectron2", "mmdet", "mmseg")}

@@ -57,7 +57,7 @@ if needs deps; then
   # Pillow<10: detectron2 v0.6 uses Image.LINEAR. ftfy/regex: mmseg imports them without declaring them.
   pip_ "Pillow<10" timm pycocotools lvis opencv-python-headless matplotlib scipy shapely terminaltables \
        "mmengine==0.10.7" ftfy regex onnx onnxruntime fvcore "iopath>=0.1.7,<0.1.10" yacs termcolor tabulate \
-       cloudpickle tqdm tensorboard omegaconf "hydra-core>=1.1" pydot future pytest
+       cloudpickle tqdm tensorboard omegaconf "hydra-core>=1.1" pydot future pytest prettytable
   # mmdet / mmseg declare mmcv (built in step 4), so they go in without dependency resolution.
   pip_ --no-deps "mmdet==3.3.0" "mmsegmentation==1.2.2"
   # openmim's declared dependencies pull opendatalab/openxlab, which downgrade setuptools, requests and rich and

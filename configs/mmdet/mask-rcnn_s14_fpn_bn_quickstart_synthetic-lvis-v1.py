@@ -1,0 +1,11 @@
+# Quick start on CPU: the COCO quick start on the LVIS v1 copy of the synthetic shapes (mmdet's LVISV1Dataset and
+# LVISMetric, bbox and segm). Same data root and overrides (RESNEST_SHAPES_ROOT); see the COCO quick start.
+_base_ = './mask-rcnn_s14_fpn_bn_quickstart_synthetic-coco.py'
+data_root = '{{$RESNEST_SHAPES_ROOT:data/synthetic_shapes/}}'
+
+train_dataloader = dict(dataset=dict(type='LVISV1Dataset', ann_file='annotations/lvis_v1_train.json'))
+val_dataloader = dict(dataset=dict(type='LVISV1Dataset', ann_file='annotations/lvis_v1_val.json'))
+test_dataloader = val_dataloader
+val_evaluator = dict(_delete_=True, type='LVISMetric', ann_file=data_root + 'annotations/lvis_v1_val.json',
+                     metric=['bbox', 'segm'])
+test_evaluator = val_evaluator
