@@ -7,6 +7,20 @@ this message instead of a bare ImportError.
 """
 
 
+# Queried by detectron2.utils.collect_env (default_setup logs it for every train_net.py run); answering them keeps
+# that report working and says plainly that nothing was compiled.
+def get_compiler_version():
+    return "none (offline fallback: no compiled ops)"
+
+
+def get_cuda_version():
+    return "none (offline fallback: no compiled ops)"
+
+
+def has_cuda():
+    return False
+
+
 def __getattr__(name):
     raise NotImplementedError(
         f"detectron2._C.{name} is not available: detectron2 was installed by resnest_backbones' offline fallback "

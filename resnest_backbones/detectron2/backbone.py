@@ -1,0 +1,109 @@
+"""ResNeSt as a detectron2 ``Backbone``, and its builders in ``BACKBONE_REGISTRY``.
+
+The backbone IS the core network (``ResNeStBackbone`` subclasses ``resnest_backbones.ResNeSt``), so its state-dict
+keys are the official/timm names, freezing is the core's, and checkpoints map with ``resnest_backbones.keymaps``.
+Wrapped by FPN it is ``backbone.bottom_up``, hence detector keys ``backbone.bottom_up.<official name>``.
+"""
+from functools import partial
+from typing import Dict
+
+from detectron2.layers import ShapeSpec, get_norm
+from detectron2.modeling import BACKBONE_REGISTRY, Backbone
+from detectron2.modeling.backbone.fpn import FPN, LastLevelMaxPool, LastLevelP6P7
+
+from ..resnest import STAGE_NAMES, ResNeSt
+from ..variants import get_variant
+
+# MODEL.RESNEST key -> ResNeSt argument, for the architecture keys that override the variant when set.
+_ARCH_KEYS = {"LAYERS": "layers", "RADIX": "radix", "CARDINALITY": "cardinality", "BASE_WIDTH": "base_width",
+              "STEM_WIDTH": "stem_width", "DEEP_STEM": "deep_stem", "AVG_DOWN": "avg_down", "AVD": "avd",
+              "AVD_FIRST": "avd_first", "REDUCTION_FACTOR": "reduction_factor"}
+
+
+class ResNeStBackbone(ResNeSt, Backbone):
+    """The core ResNeSt with detectron2's ``Backbone`` contract: ``forward`` returns ``{res2..res5}`` (those in
+    ``out_features``), ``output_shape()`` gives their ``ShapeSpec``. Accepts every ``ResNeSt`` argument.
+
+    Example:
+        >>> net = ResNeStBackbone([3, 4, 6, 3], out_features=["res4", "res5"])
+        >>> {k: (v.channels, v.stride) for k, v in net.output_shape().items()}
+        {'res4': (1024, 16), 'res5': (2048, 32)}
+    """
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._out_features = list(self.out_features)
+        self._out_feature_channels = {f["name"]: f["channels"] for f in self.feature_info}
+        self._out_feature_strides = {f["name"]: f["stride"] for f in self.feature_info}
+
+    def forward(self, x):
+        return self.forward_features(x)
+
+
+def _norm_callable(norm: str):
+    if not norm:
+        raise ValueError("MODEL.RESNETS.NORM is empty: a ResNeSt needs a norm layer. Set it to one of FrozenBN, BN, "
+                         "SyncBN, naiveSyncBN, GN.")
+    get_norm(norm, 32)  # fail here, naming the key, rather than deep inside the network
+    return partial(get_norm, norm)
+
+
+def resnest_kwargs(cfg) -> Dict:
+    """Translate the config into ``ResNeSt`` arguments (the variant, then each set ``MODEL.RESNEST`` key)."""
+    rcfg = cfg.MODEL.RESNEST
+    try:
+        arch = get_variant(rcfg.VARIANT).arch()
+    except KeyError as error:
+        raise KeyError(f"MODEL.RESNEST.VARIANT: {error.args[0]}") from None
+    arch.update({arg: rcfg[key] for key, arg in _ARCH_KEYS.items() if rcfg[key] is not None})
+    dilation = cfg.MODEL.RESNETS.RES5_DILATION
+    if dilation not in (1, 2):
+        raise ValueError(f"MODEL.RESNETS.RES5_DILATION must be 1 or 2 (DC5), got {dilation}")
+    out_features = list(cfg.MODEL.RESNETS.OUT_FEATURES)
+    unknown = [f for f in out_features if f not in STAGE_NAMES]
+    if unknown or not out_features:
+        raise ValueError(f"MODEL.RESNETS.OUT_FEATURES {out_features} must be a non-empty subset of "
+                         f"{list(STAGE_NAMES)} for a ResNeSt backbone")
+    freeze_at = cfg.MODEL.BACKBONE.FREEZE_AT
+    if not 0 <= freeze_at <= 5:
+        raise ValueError(f"MODEL.BACKBONE.FREEZE_AT must be in 0..5 (0 = nothing, 1 = stem, 2 = stem + res2, ...), "
+                         f"got {freeze_at}")
+    arch.update(out_features=out_features, output_stride=16 if dilation == 2 else 32,
+                dilated_layout=rcfg.DILATED_LAYOUT, norm_layer=_norm_callable(cfg.MODEL.RESNETS.NORM),
+                drop_block_prob=rcfg.DROP_BLOCK_PROB, last_gamma=rcfg.LAST_GAMMA, with_cp=rcfg.WITH_CP,
+                # detectron2's FREEZE_AT counts the stem as stage 1; the core's frozen_stages counts it as 0.
+                frozen_stages=freeze_at - 1)
+    return arch
+
+
+@BACKBONE_REGISTRY.register()
+def build_resnest_backbone(cfg, input_shape: ShapeSpec) -> ResNeStBackbone:
+    """``MODEL.BACKBONE.NAME: build_resnest_backbone``: the plain ResNeSt (C4 / DC5 detectors, or FPN bottom-up).
+
+    As detectron2's ResNet, the frozen part's BatchNorms become FrozenBatchNorm2d, keeping their statistics.
+    """
+    model = ResNeStBackbone(in_channels=input_shape.channels, **resnest_kwargs(cfg))
+    model.variant = cfg.MODEL.RESNEST.VARIANT
+    return model.convert_frozen_to_frozen_bn()
+
+
+def _fpn(cfg, bottom_up: Backbone, top_block) -> FPN:
+    return FPN(bottom_up=bottom_up, in_features=cfg.MODEL.FPN.IN_FEATURES, out_channels=cfg.MODEL.FPN.OUT_CHANNELS,
+               norm=cfg.MODEL.FPN.NORM, top_block=top_block, fuse_type=cfg.MODEL.FPN.FUSE_TYPE)
+
+
+@BACKBONE_REGISTRY.register()
+def build_resnest_fpn_backbone(cfg, input_shape: ShapeSpec) -> FPN:
+    """``build_resnest_backbone`` under an FPN with a max-pooled P6 (Faster/Mask/Cascade R-CNN)."""
+    return _fpn(cfg, build_resnest_backbone(cfg, input_shape), LastLevelMaxPool())
+
+
+@BACKBONE_REGISTRY.register()
+def build_retinanet_resnest_fpn_backbone(cfg, input_shape: ShapeSpec) -> FPN:
+    """``build_resnest_backbone`` under an FPN with P6/P7 convs on res5 (RetinaNet-style heads)."""
+    bottom_up = build_resnest_backbone(cfg, input_shape)
+    channels = bottom_up.output_shape()["res5"].channels if "res5" in bottom_up.output_shape() else None
+    if channels is None:
+        raise ValueError("build_retinanet_resnest_fpn_backbone puts P6/P7 on res5: add res5 to "
+                         "MODEL.RESNETS.OUT_FEATURES")
+    return _fpn(cfg, bottom_up, LastLevelP6P7(channels, cfg.MODEL.FPN.OUT_CHANNELS))

@@ -1,0 +1,97 @@
+"""The plugin's config keys, and config loading with errors that say what to change.
+
+``add_resnest_config(cfg)`` only ADDS keys; no detectron2 default is changed. Architecture keys under
+``MODEL.RESNEST`` default to ``None``, meaning "as the published variant ``MODEL.RESNEST.VARIANT`` has it".
+Generic detectron2 keys keep their meaning: ``MODEL.BACKBONE.FREEZE_AT``, ``MODEL.RESNETS.NORM``,
+``MODEL.RESNETS.OUT_FEATURES`` and ``MODEL.RESNETS.RES5_DILATION`` configure the ResNeSt backbone too.
+"""
+import difflib
+from typing import Iterator, Optional, Sequence
+
+from detectron2.config import CfgNode as CN
+from detectron2.config import get_cfg
+
+
+def add_resnest_config(cfg: CN) -> CN:
+    """Add the ``MODEL.RESNEST``, ``SOLVER.OPTIMIZER``, ``DATASETS.SYNTHETIC`` and ``TEST.VIS_IMAGES`` keys (in place,
+    idempotent). Returns ``cfg``."""
+    if "RESNEST" in cfg.MODEL:
+        return cfg
+    cfg.MODEL.RESNEST = CN()
+    _c = cfg.MODEL.RESNEST
+    _c.VARIANT = "resnest50"  # published variant giving the architecture: resnest_backbones.list_models()
+    _c.LAYERS = None  # blocks in res2..res5, e.g. [3, 4, 6, 3]; None: the variant's
+    _c.RADIX = None  # splits per cardinal group (paper's R); None: the variant's
+    _c.CARDINALITY = None  # cardinal groups (paper's K); None: the variant's
+    _c.BASE_WIDTH = None  # bottleneck width per group in res2; None: the variant's
+    _c.STEM_WIDTH = None  # width of the deep stem's first two 3x3 convs; None: the variant's
+    _c.DEEP_STEM = None  # three 3x3 stem convs instead of one 7x7; None: the variant's
+    _c.AVG_DOWN = None  # average-pool + 1x1 conv on strided shortcuts; None: the variant's
+    _c.AVD = None  # average-pool downsampling inside strided blocks; None: the variant's
+    _c.AVD_FIRST = None  # that pool before the split-attention conv ("fast" variants); None: the variant's
+    _c.REDUCTION_FACTOR = None  # split-attention reduction of the attention width; None: the variant's
+    _c.DILATED_LAYOUT = "official"  # first block of a dilated res5 (RES5_DILATION 2): official | mmseg | timm
+    _c.DROP_BLOCK_PROB = 0.0  # DropBlock probability in res4/res5 during training (0: off)
+    _c.LAST_GAMMA = False  # zero-init the last BN of each block (only matters when training from scratch)
+    _c.WITH_CP = False  # gradient checkpointing of every block: less memory, one extra forward
+    _c.FAST_INFERENCE = False  # at test time, fuse the backbone with resnest_backbones.fast_path.fuse_for_inference
+
+    cfg.SOLVER.OPTIMIZER = "SGD"  # SGD (detectron2's, uses MOMENTUM/NESTEROV) or AdamW (CPU quick start)
+    cfg.SOLVER.BETAS = (0.9, 0.999)  # AdamW betas
+
+    cfg.DATASETS.SYNTHETIC = CN()
+    _d = cfg.DATASETS.SYNTHETIC
+    _d.ROOT = ""  # folder of the synthetic shapes dataset; "": $DETECTRON2_DATASETS/synthetic_shapes (./datasets)
+    _d.NUM_TRAIN = 800  # training images (made on first use by resnest_backbones.datasets.make_synthetic_dataset)
+    _d.NUM_VAL = 100  # held-out images
+    _d.IMAGE_SIZE = 256  # side of the square images
+    _d.SEED = 0  # random seed of the dataset
+
+    cfg.TEST.VIS_IMAGES = 4  # held-out images drawn with predictions into OUTPUT_DIR/visualizations after testing
+    return cfg
+
+
+def get_resnest_cfg() -> CN:
+    """detectron2's default config plus this plugin's keys."""
+    return add_resnest_config(get_cfg())
+
+
+def _flat_keys(node: CN, prefix: str = "") -> Iterator[str]:
+    for key, value in node.items():
+        if isinstance(value, CN):
+            yield from _flat_keys(value, prefix + key + ".")
+        else:
+            yield prefix + key
+
+
+def _missing_key(error: KeyError) -> Optional[str]:
+    text = str(error.args[0]) if error.args else ""
+    marker = "Non-existent config key: "
+    return text.split(marker, 1)[1].strip() if marker in text else None
+
+
+def explain_config_error(cfg: CN, error: KeyError) -> Exception:
+    """Turn yacs' "Non-existent config key" into an error naming the closest existing key."""
+    key = _missing_key(error)
+    if key is None:
+        return error
+    close = difflib.get_close_matches(key, list(_flat_keys(cfg)), n=3, cutoff=0.6)
+    hint = f" Did you mean {' or '.join(close)}?" if close else ""
+    if key.startswith("MODEL.RESNEST") and "RESNEST" not in cfg.MODEL:
+        hint += " MODEL.RESNEST keys exist only after resnest_backbones.detectron2.add_resnest_config(cfg)."
+    return KeyError(f"Unknown config key {key!r}.{hint} (Keys of the ResNeSt plugin: "
+                    "resnest_backbones/detectron2/config.py; detectron2's: detectron2/config/defaults.py.)")
+
+
+def load_config(config_file: str = "", opts: Sequence[str] = (), freeze: bool = True) -> CN:
+    """``get_cfg()`` + ``add_resnest_config`` + the file + ``KEY VALUE`` overrides, with helpful key errors."""
+    cfg = get_resnest_cfg()
+    try:
+        if config_file:
+            cfg.merge_from_file(config_file)
+        cfg.merge_from_list(list(opts))
+    except KeyError as error:
+        raise explain_config_error(cfg, error) from None
+    if freeze:
+        cfg.freeze()
+    return cfg

@@ -1,0 +1,194 @@
+"""Training and evaluation of ResNeSt detectors with detectron2's ``DefaultTrainer`` (``tools/train_net.py``).
+
+What this adds to detectron2's defaults: ResNeSt-aware checkpoint loading (``ResNeStCheckpointer``), AdamW as an
+option (``SOLVER.OPTIMIZER``), COCO/LVIS evaluators chosen by the dataset's ``evaluator_type`` (pycocotools' pure
+Python COCO evaluation, since the offline detectron2 has no compiled fast evaluator), the synthetic datasets, and a few
+held-out images drawn with their predictions next to the metrics.
+"""
+import copy
+import json
+import logging
+import os
+import time
+import weakref
+from collections import OrderedDict
+
+import torch
+from detectron2.data import DatasetCatalog, MetadataCatalog
+from detectron2.data import transforms as T
+from detectron2.data.detection_utils import read_image
+from detectron2.engine import DefaultTrainer, default_argument_parser, default_setup, hooks
+from detectron2.evaluation import COCOEvaluator, LVISEvaluator, verify_results
+from detectron2.solver.build import get_default_optimizer_params, maybe_add_gradient_clipping
+from detectron2.utils import comm
+from detectron2.utils.visualizer import Visualizer
+
+from .. import config_path
+from ..compat import enable_lvis_on_numpy2
+from .checkpoint import ResNeStCheckpointer, find_resnest
+from .config import load_config
+from .data import register_synthetic_datasets
+
+logger = logging.getLogger("resnest_backbones.detectron2")
+
+
+class Trainer(DefaultTrainer):
+    """detectron2's ``DefaultTrainer`` for ResNeSt detectors (see the module docstring)."""
+
+    def __init__(self, cfg):
+        super().__init__(cfg)
+        # Same saving as detectron2's checkpointer; loading also understands ResNeSt backbone checkpoints.
+        self.checkpointer = ResNeStCheckpointer(self._trainer.model, cfg.OUTPUT_DIR, trainer=weakref.proxy(self))
+        for hook in self._hooks:
+            if isinstance(hook, hooks.PeriodicCheckpointer):
+                hook.checkpointer = self.checkpointer
+
+    @classmethod
+    def build_optimizer(cls, cfg, model):
+        name = cfg.SOLVER.OPTIMIZER
+        if name == "SGD":
+            return super().build_optimizer(cfg, model)
+        if name != "AdamW":
+            raise ValueError(f"SOLVER.OPTIMIZER must be 'SGD' or 'AdamW', got {name!r}")
+        params = get_default_optimizer_params(model, base_lr=cfg.SOLVER.BASE_LR,
+                                              weight_decay_norm=cfg.SOLVER.WEIGHT_DECAY_NORM,
+                                              bias_lr_factor=cfg.SOLVER.BIAS_LR_FACTOR,
+                                              weight_decay_bias=cfg.SOLVER.WEIGHT_DECAY_BIAS)
+        return maybe_add_gradient_clipping(cfg, torch.optim.AdamW)(
+            params, lr=cfg.SOLVER.BASE_LR, betas=tuple(cfg.SOLVER.BETAS), weight_decay=cfg.SOLVER.WEIGHT_DECAY)
+
+    @classmethod
+    def build_evaluator(cls, cfg, dataset_name, output_folder=None):
+        output_folder = output_folder or os.path.join(cfg.OUTPUT_DIR, "inference", dataset_name)
+        kind = MetadataCatalog.get(dataset_name).get("evaluator_type")
+        if kind == "coco":
+            # use_fast_impl=False: pycocotools' own evaluation (the offline detectron2 has no compiled one).
+            return COCOEvaluator(dataset_name, output_dir=output_folder, use_fast_impl=False,
+                                 max_dets_per_image=cfg.TEST.DETECTIONS_PER_IMAGE)
+        if kind == "lvis":
+            enable_lvis_on_numpy2()
+            return LVISEvaluator(dataset_name, output_dir=output_folder,
+                                 max_dets_per_image=cfg.TEST.DETECTIONS_PER_IMAGE)
+        raise NotImplementedError(f"No evaluator for dataset {dataset_name!r} (evaluator_type {kind!r}); "
+                                  "this trainer evaluates COCO- and LVIS-format instance datasets.")
+
+    @classmethod
+    def test(cls, cfg, model, evaluators=None):
+        """detectron2's evaluation (optionally of the fast-inference model), then the metrics as json and a few
+        drawn predictions under ``OUTPUT_DIR``."""
+        if cfg.MODEL.RESNEST.FAST_INFERENCE:
+            model = fast_inference_copy(model)
+        results = super().test(cfg, model, evaluators)
+        if comm.is_main_process() and cfg.OUTPUT_DIR:
+            os.makedirs(cfg.OUTPUT_DIR, exist_ok=True)
+            with open(os.path.join(cfg.OUTPUT_DIR, "eval_results.json"), "w") as f:
+                json.dump(results, f, indent=2)
+            if cfg.TEST.VIS_IMAGES > 0 and cfg.DATASETS.TEST:
+                visualize_predictions(cfg, model, cfg.DATASETS.TEST[0], cfg.TEST.VIS_IMAGES,
+                                      os.path.join(cfg.OUTPUT_DIR, "visualizations"))
+        return results
+
+
+def fast_inference_copy(model: torch.nn.Module) -> torch.nn.Module:
+    """A copy of ``model`` whose ResNeSt backbone went through ``resnest_backbones.fast_path.fuse_for_inference``
+    (the training model is left untouched)."""
+    try:
+        from ..fast_path import fuse_for_inference
+    except ImportError as error:
+        raise ImportError("MODEL.RESNEST.FAST_INFERENCE needs resnest_backbones.fast_path.fuse_for_inference, which "
+                          f"this installation lacks ({error}). Set MODEL.RESNEST.FAST_INFERENCE False.") from error
+    model = copy.deepcopy(getattr(model, "module", model)).eval()
+    prefix, backbone = find_resnest(model)
+    if backbone is None:
+        raise ValueError("MODEL.RESNEST.FAST_INFERENCE is set but the model has no ResNeSt backbone")
+    fused = fuse_for_inference(backbone)
+    if fused is not backbone:
+        parent_name, _, attribute = prefix.rstrip(".").rpartition(".")
+        parent = model.get_submodule(parent_name) if parent_name else model
+        setattr(parent, attribute, fused)
+    return model
+
+
+@torch.no_grad()
+def visualize_predictions(cfg, model, dataset_name: str, count: int, out_dir: str, score_threshold: float = 0.5):
+    """Draw the predictions (score >= ``score_threshold``) on the first ``count`` images of ``dataset_name``."""
+    os.makedirs(out_dir, exist_ok=True)
+    metadata = MetadataCatalog.get(dataset_name)
+    resize = T.ResizeShortestEdge([cfg.INPUT.MIN_SIZE_TEST] * 2, cfg.INPUT.MAX_SIZE_TEST)
+    was_training = model.training
+    model.eval()
+    for record in DatasetCatalog.get(dataset_name)[:count]:
+        image = read_image(record["file_name"], format=cfg.INPUT.FORMAT)
+        resized = resize.get_transform(image).apply_image(image)
+        inputs = {"image": torch.as_tensor(resized.transpose(2, 0, 1).copy()), "height": image.shape[0],
+                  "width": image.shape[1]}
+        instances = model([inputs])[0]["instances"].to("cpu")
+        instances = instances[instances.scores >= score_threshold]
+        rgb = image if cfg.INPUT.FORMAT == "RGB" else image[:, :, ::-1]
+        drawing = Visualizer(rgb, metadata, scale=2.0).draw_instance_predictions(instances)
+        drawing.save(os.path.join(out_dir, os.path.basename(record["file_name"]).rsplit(".", 1)[0] + ".png"))
+    model.train(was_training)
+    logger.info(f"Saved {min(count, len(DatasetCatalog.get(dataset_name)))} images with predictions to {out_dir}")
+
+
+def resolve_config_file(path: str) -> str:
+    """``path`` as given, else the shipped config of that name (``configs/detectron2/x.yaml``, ``detectron2/x.yaml``
+    or ``x.yaml``), so the tool works from any directory and from a pip install."""
+    if not path or os.path.exists(path):
+        return path
+    name = path.split("configs/", 1)[-1]
+    for candidate in (name, os.path.join("detectron2", name)):
+        try:
+            return config_path(candidate)
+        except FileNotFoundError:
+            continue
+    raise FileNotFoundError(f"--config-file {path!r} is neither a file nor a shipped config "
+                            f"(see {config_path('detectron2')})")
+
+
+def setup(args):
+    """Config from ``--config-file`` and trailing ``KEY VALUE`` overrides; datasets registered; detectron2 logging."""
+    args.config_file = resolve_config_file(args.config_file)  # default_setup re-reads it to log it
+    cfg = load_config(args.config_file, args.opts, freeze=False)
+    register_synthetic_datasets(cfg)
+    cfg.freeze()
+    default_setup(cfg, args)
+    return cfg
+
+
+def _summary(results) -> str:
+    parts = []
+    for dataset, metrics in (results.items() if results else []):
+        if not isinstance(metrics, dict):
+            continue
+        for task in ("bbox", "segm"):
+            if task in metrics and "AP" in metrics[task]:
+                parts.append(f"{dataset} {task} AP {metrics[task]['AP']:.1f}")
+    return ", ".join(parts)
+
+
+def main(args):
+    """Train (or with ``--eval-only`` evaluate) as detectron2's ``tools/train_net.py`` does."""
+    start = time.time()
+    cfg = setup(args)
+    if args.eval_only:
+        model = Trainer.build_model(cfg)
+        ResNeStCheckpointer(model, save_dir=cfg.OUTPUT_DIR).resume_or_load(cfg.MODEL.WEIGHTS, resume=args.resume)
+        results = Trainer.test(cfg, model)
+        if comm.is_main_process():
+            verify_results(cfg, results)
+    else:
+        trainer = Trainer(cfg)
+        trainer.resume_or_load(resume=args.resume)
+        results = trainer.train()
+    if comm.is_main_process() and results:
+        named = results if all(isinstance(v, dict) and ("bbox" in v or "segm" in v) for v in results.values()) \
+            else OrderedDict([(cfg.DATASETS.TEST[0], results)])
+        logger.info(f"Done in {(time.time() - start) / 60:.1f} min: {_summary(named)}")
+    return results
+
+
+def argument_parser():
+    """detectron2's ``default_argument_parser`` (``--config-file``, ``--eval-only``, ``--resume``, ``--num-gpus``,
+    ``--num-machines``, ``--machine-rank``, ``--dist-url``, trailing ``KEY VALUE`` overrides)."""
+    return default_argument_parser()
