@@ -7,6 +7,7 @@ The class *is* the core ``ResNeSt`` (subclass), so its state-dict keys are the o
 checkpoint stores them under ``backbone.``; this module only translates OpenMMLab-style arguments.
 """
 import copy
+import copyreg
 import difflib
 from functools import partial
 from typing import Callable, Dict, Optional, Sequence, Tuple
@@ -222,18 +223,28 @@ def _sub_state(checkpoint, prefix: str, source) -> Dict[str, torch.Tensor]:
 
 # ----- narrow fixes for running mmengine on this stack, applied by the framework adapters at import
 def allow_mmengine_checkpoints() -> None:
-    """Let ``torch.load(weights_only=True)`` (torch >= 2.6 default) read mmengine's training checkpoints.
+    """Let ``torch.load(weights_only=True)`` (torch >= 2.6 default) read the training checkpoints mmengine saves.
 
-    mmengine 0.10 calls ``torch.load`` without ``weights_only``, so ``mim test`` / ``resume`` of a checkpoint it
-    saved fails on the objects it stores besides tensors (its ``HistoryBuffer`` logs holding numpy arrays and
-    scalars). Allow-listing exactly those classes is narrower than disabling weights-only loading everywhere.
+    mmengine 0.10 calls ``torch.load`` without ``weights_only``, so ``mim test`` / ``resume`` of its own checkpoints
+    fails on the one non-tensor class they hold: the ``HistoryBuffer`` logs of its message hub. By default a buffer
+    pickles its ``__dict__``, including the statistics functions it refers to, which pickle protocol 2 writes as
+    ``getattr(HistoryBuffer, 'mean')``; allow-listing ``getattr`` would let a checkpoint reach any attribute of an
+    allowed object. Instead, checkpoints saved after this import store a buffer as ``HistoryBuffer(log_history,
+    count_history, max_length)`` (plain lists, a ``copyreg`` reduction, pickle's own extension point), and
+    ``HistoryBuffer`` is allow-listed, with the numpy scalar reconstruction the message hub's ``eta`` (a
+    ``numpy.float64``) needs. Checkpoints saved without this import keep failing with torch's message.
     """
     import numpy as np
     from mmengine.logging import HistoryBuffer
+    copyreg.pickle(HistoryBuffer, _reduce_history_buffer)
     numpy_core = getattr(np, "_core", None) or np.core  # numpy 2 renamed np.core to np._core
-    dtype_classes = [type(np.dtype(name)) for name in ("float64", "float32", "int64", "int32", "bool")]
-    torch.serialization.add_safe_globals([HistoryBuffer, numpy_core.multiarray._reconstruct,
-                                          numpy_core.multiarray.scalar, np.ndarray, np.dtype] + dtype_classes)
+    torch.serialization.add_safe_globals([HistoryBuffer, numpy_core.multiarray.scalar, np.dtype,
+                                          type(np.dtype(np.float64))])
+
+
+def _reduce_history_buffer(buffer):
+    logs, counts = buffer.data
+    return type(buffer), (logs.tolist(), counts.tolist(), buffer.max_length)
 
 
 def allow_cpu_distributed() -> None:
