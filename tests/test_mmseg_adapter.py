@@ -1,0 +1,84 @@
+"""The registered OpenMMLab backbone in mmseg: exact against mmseg's own ResNeSt in the -d8 layout, registration,
+and the synthetic ADE20K / Cityscapes layouts read by mmseg's own dataset classes. Real mmseg, CPU."""
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from mmseg.datasets import ADE20KDataset, CityscapesDataset  # required, never skipped
+from mmseg.models.backbones import ResNeSt as MMSegResNeSt
+from mmseg.registry import MODELS
+
+import resnest_backbones.mmseg  # noqa: F401  registers ResNeStBackbone
+from conftest import randomize_norms, rel_err
+from resnest_backbones.datasets.synthetic_semantic import make_ade20k_layout, make_cityscapes_layout
+from resnest_backbones.openmmlab import ResNeStBackbone
+
+D8 = dict(strides=(1, 2, 1, 1), dilations=(1, 1, 2, 4))
+
+
+def test_registered_in_mmseg_under_its_own_name():
+    assert MODELS.get("ResNeStBackbone") is ResNeStBackbone
+    assert MODELS.get("ResNeSt") is MMSegResNeSt
+
+
+@pytest.mark.parametrize("depth,stem_channels", [(50, 64), (101, 128)])
+def test_equals_mmseg_resnest_d8(depth, stem_channels, tmp_path):
+    torch.manual_seed(depth)
+    reference = randomize_norms(MMSegResNeSt(depth=depth, stem_channels=stem_channels, contract_dilation=True,
+                                             **D8), seed=depth)
+    reference.eval()
+    torch.save({"state_dict": {"backbone." + k: v for k, v in reference.state_dict().items()}},
+               tmp_path / "segmentor.pth")
+    ours = MODELS.build(dict(type="ResNeStBackbone", depth=depth, dilated_layout="mmseg", contract_dilation=True,
+                             init_cfg=dict(type="Pretrained", checkpoint=str(tmp_path / "segmentor.pth"),
+                                           prefix="backbone."), **D8))
+    ours.init_weights()
+    ours.eval()
+    x = torch.randn(1, 3, 72, 88)
+    with torch.no_grad():
+        expected, got = reference(x), ours(x)
+    assert [t.shape[-1] for t in got] == [22, 11, 11, 11]  # output stride 8
+    for a, b in zip(expected, got):
+        assert rel_err(a, b) <= 1e-5
+    # The official layout (the paper's models) is a different function in the dilated stages' first blocks.
+    official = MODELS.build(dict(type="ResNeStBackbone", depth=depth, **D8))
+    official.load_state_dict(ours.state_dict())
+    with torch.no_grad():
+        assert rel_err(expected[3], official.eval()(x)[3]) > 1e-3
+
+
+def test_output_stride_arguments_agree():
+    with pytest.raises(ValueError, match="contradicts"):
+        MODELS.build(dict(type="ResNeStBackbone", depth=50, output_stride=16, **D8))
+    with pytest.raises(ValueError, match="contract_dilation=False is not supported"):
+        MODELS.build(dict(type="ResNeStBackbone", depth=50, contract_dilation=False, **D8))
+    model = MODELS.build(dict(type="ResNeStBackbone", variant="resnest14", output_stride=16)).eval()
+    assert [f["stride"] for f in model.feature_info] == [4, 8, 16, 16]
+
+
+def _read(dataset):
+    """Label values on disk of every sample the dataset lists."""
+    paths = [dataset.get_data_info(i)["seg_map_path"] for i in range(len(dataset))]
+    return set(np.unique(np.concatenate([np.asarray(Image.open(path)).ravel() for path in paths])).tolist())
+
+
+def test_synthetic_layouts_read_by_mmseg_datasets(tmp_path):
+    ade = make_ade20k_layout(tmp_path / "ade", num_train=6, num_val=3, image_size=(64, 64), num_classes=4)
+    dataset = ADE20KDataset(data_root=ade["root"], metainfo=dict(classes=ade["classes"]), lazy_init=False,
+                            data_prefix=dict(img_path="images/validation", seg_map_path="annotations/validation"))
+    assert len(dataset) == 3 and dataset.metainfo["classes"] == ade["classes"]
+    # ADE convention on disk: 0 = other, classes 1..N; mmseg's label map keeps the N classes in order.
+    assert _read(dataset) <= {0, 1, 2, 3, 4} and len(_read(dataset) - {0}) >= 2
+    label_map = dataset.metainfo["label_map"]  # mmseg maps a class subset by name; ours are ADE's first classes
+    assert label_map is None or all(label_map[i] == i for i in range(4))
+    city = make_cityscapes_layout(tmp_path / "city", num_train=6, num_val=3, image_size=(64, 128), num_classes=4)
+    dataset = CityscapesDataset(data_root=city["root"], metainfo=dict(classes=city["classes"]),
+                                data_prefix=dict(img_path="leftImg8bit/train", seg_map_path="gtFine/train"))
+    assert len(dataset) == 6
+    assert _read(dataset) <= {0, 1, 2, 3, 255} and len(_read(dataset) - {255}) >= 2
+    # Same arguments: reused, not rewritten; the val split is independent of the train size.
+    before = (tmp_path / "city" / "synthetic_meta.json").stat().st_mtime_ns
+    make_cityscapes_layout(tmp_path / "city", num_train=6, num_val=3, image_size=(64, 128), num_classes=4)
+    assert (tmp_path / "city" / "synthetic_meta.json").stat().st_mtime_ns == before
+    with pytest.raises(ValueError, match="num_classes"):
+        make_ade20k_layout(tmp_path / "bad", num_classes=40)
