@@ -64,14 +64,17 @@ def _flat_keys(node: CN, prefix: str = "") -> Iterator[str]:
             yield prefix + key
 
 
-def _missing_key(error: KeyError) -> Optional[str]:
+def _missing_key(error: Exception) -> Optional[str]:
     text = str(error.args[0]) if error.args else ""
-    marker = "Non-existent config key: "
-    return text.split(marker, 1)[1].strip() if marker in text else None
+    # yacs says "Non-existent config key: K" for files and "Non-existent key: K" for KEY VALUE overrides.
+    for marker in ("Non-existent config key: ", "Non-existent key: "):
+        if marker in text:
+            return text.split(marker, 1)[1].strip()
+    return None
 
 
-def explain_config_error(cfg: CN, error: KeyError) -> Exception:
-    """Turn yacs' "Non-existent config key" into an error naming the closest existing key."""
+def explain_config_error(cfg: CN, error: Exception) -> Exception:
+    """Turn yacs' "Non-existent (config) key" into a KeyError naming the closest existing key."""
     key = _missing_key(error)
     if key is None:
         return error
@@ -90,7 +93,7 @@ def load_config(config_file: str = "", opts: Sequence[str] = (), freeze: bool = 
         if config_file:
             cfg.merge_from_file(config_file)
         cfg.merge_from_list(list(opts))
-    except KeyError as error:
+    except (KeyError, AssertionError) as error:
         raise explain_config_error(cfg, error) from None
     if freeze:
         cfg.freeze()
