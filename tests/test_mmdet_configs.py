@@ -1,0 +1,72 @@
+"""Every shipped mmdet config loads with mmengine's Config (mmdet:: bases, from the installed package location),
+builds its detector with our backbone, and predicts in test mode on CPU. Real mmdet / mmcv ops."""
+import glob
+import os
+
+import pytest
+import torch
+from mmdet.registry import MODELS  # required, never skipped
+from mmdet.structures import DetDataSample
+from mmdet.utils import register_all_modules
+from mmengine.config import Config
+
+import resnest_backbones
+
+CONFIG_DIR = os.path.dirname(resnest_backbones.config_path("mmdet/faster-rcnn_s50_fpn_syncbn-backbone+head_ms-range-1x_coco.py"))
+CONFIGS = sorted(os.path.basename(p) for p in glob.glob(os.path.join(CONFIG_DIR, "*.py")))
+PAPER = [name for name in CONFIGS if "quickstart" not in name]
+
+
+def test_every_required_config_is_shipped():
+    for detector in ("faster-rcnn", "cascade-rcnn", "mask-rcnn", "cascade-mask-rcnn"):
+        for depth in ("s50", "s101"):
+            assert any(n.startswith(f"{detector}_{depth}_fpn_syncbn-backbone+head") and n.endswith("_coco.py")
+                       for n in CONFIGS), (detector, depth)
+    assert any("lvis-v1" in n and "quickstart" not in n for n in CONFIGS)
+    assert {"mask-rcnn_s14_fpn_bn_quickstart_synthetic-coco.py",
+            "mask-rcnn_s14_fpn_bn_quickstart_synthetic-lvis-v1.py"} <= set(CONFIGS)
+
+
+def _boxes_heads(cfg):
+    heads = cfg.model.roi_head.bbox_head
+    return heads if isinstance(heads, list) else [heads]
+
+
+@pytest.mark.parametrize("name", PAPER)
+def test_paper_recipe(name):
+    cfg = Config.fromfile(os.path.join(CONFIG_DIR, name))
+    backbone = cfg.model.backbone
+    depth = "101" if "_s101_" in name else "50"
+    assert backbone.type == "ResNeStBackbone" and backbone.variant == f"resnest{depth}"
+    assert backbone.init_cfg == dict(type="Pretrained", checkpoint=f"resnest://resnest{depth}")
+    assert backbone.norm_cfg.type == "SyncBN" and backbone.norm_eval is False
+    for head in _boxes_heads(cfg):
+        assert head.type == "Shared4Conv1FCBBoxHead" and head.norm_cfg.type == "SyncBN"
+    if "mask_head" in cfg.model.roi_head:
+        assert cfg.model.roi_head.mask_head.norm_cfg.type == "SyncBN"
+    pipeline = cfg.train_dataloader.dataset.get("pipeline") or cfg.train_dataloader.dataset.dataset.pipeline
+    resize = pipeline[2]
+    shorts = [s[1] for s in resize.get("scales", resize.get("scale"))]
+    assert min(shorts) == 640 and max(shorts) == 800
+    assert cfg.train_cfg.max_epochs == 12
+    assert cfg.custom_imports == dict(imports=["resnest_backbones.mmdet"], allow_failed_imports=False)
+
+
+@pytest.mark.parametrize("name", CONFIGS)
+def test_builds_and_predicts(name):
+    register_all_modules()
+    cfg = Config.fromfile(os.path.join(CONFIG_DIR, name))
+    cfg.model.backbone.init_cfg = None  # no download; the weights do not matter for this check
+    # Keep a few detections whatever their score, so the mask head runs too; few proposals keep it quick.
+    cfg.model.test_cfg.rcnn.update(score_thr=0.0, max_per_img=5)
+    cfg.model.test_cfg.rpn.update(nms_pre=200, max_per_img=50)
+    model = MODELS.build(cfg.model).eval()
+    image = torch.randint(0, 256, (3, 96, 128), dtype=torch.uint8)
+    sample = DetDataSample(metainfo=dict(img_shape=(96, 128), ori_shape=(96, 128), scale_factor=(1.0, 1.0)))
+    with torch.no_grad():
+        data = model.data_preprocessor(dict(inputs=[image], data_samples=[sample]), training=False)
+        (result,) = model(**data, mode="predict")
+    boxes = result.pred_instances.bboxes
+    assert boxes.ndim == 2 and boxes.shape[1] == 4 and len(boxes) > 0
+    if "mask" in name:
+        assert result.pred_instances.masks.shape[-2:] == (96, 128)
