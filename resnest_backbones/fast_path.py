@@ -8,6 +8,10 @@ It rewrites a :class:`~resnest_backbones.resnest.ResNeSt` in place:
   ``conv3``/``bn3``, shortcut ``conv``/``norm``); GroupNorm depends on the batch statistics of each input, so it is
   kept as it is;
 * DropBlock modules, which are identities in eval mode, are removed;
+* on CPU in fp32 inference (no autograd, not tracing or compiling), each conv followed by ReLU, and ``conv3`` with
+  the residual add and ReLU, run as one oneDNN call with fused post-ops (the kernels ``torch.compile`` itself uses
+  on CPU), which saves a full read and write of the activation per fusion; elsewhere (autograd, TorchScript/ONNX
+  tracing, ``torch.compile``, CUDA, other dtypes) the same modules run as plain ``conv`` + ``relu``;
 * split attention pools the concatenated splits once and sums the pooled vectors (instead of materialising the sum
   of full-size splits), gets its attention radix-major straight from ``fc2`` (its output channels are permuted once
   here, so no transpose at run time), and forms the weighted sum with one multiply and ``radix - 1`` in-place
@@ -28,6 +32,8 @@ from .resnest import Bottleneck, ResNeSt
 from .split_attention import SplitAttention
 
 _FOLDABLE_NORMS = (nn.modules.batchnorm._BatchNorm, FrozenBatchNorm2d)
+# oneDNN convolution with fused post-ops (what inductor's CPU backend emits); absent from builds without mkldnn.
+_ONEDNN_POINTWISE = torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_convolution_pointwise")
 
 
 class FusedModuleError(RuntimeError):
@@ -94,6 +100,53 @@ def _flatten(module: Optional[nn.Module]) -> List[nn.Module]:
     return list(module) if isinstance(module, nn.Sequential) else [module]
 
 
+def _onednn_applies(x: torch.Tensor, conv: nn.Module) -> bool:
+    """Whether the fused oneDNN kernel can replace ``conv`` + pointwise ops here (checked per call, cheaply).
+
+    Not while compiling (inductor fuses on its own and must see standard ops), tracing (exports must stay
+    portable), or recording autograd (the fused kernels have no backward); only fp32 CPU tensors and plain
+    zero-padded ``nn.Conv2d`` modules.
+    """
+    if torch.compiler.is_compiling() or torch.jit.is_scripting() or torch.jit.is_tracing():
+        return False
+    return (_ONEDNN_POINTWISE and not torch.is_grad_enabled() and x.device.type == "cpu"
+            and x.dtype == torch.float32 and isinstance(conv, nn.Conv2d) and conv.padding_mode == "zeros"
+            and not isinstance(conv.padding, str))
+
+
+def conv_relu(conv: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """``relu(conv(x))``, as one oneDNN call where :func:`_onednn_applies`."""
+    if _onednn_applies(x, conv):
+        return torch.ops.mkldnn._convolution_pointwise(x, conv.weight, conv.bias, list(conv.padding),
+                                                       list(conv.stride), list(conv.dilation), conv.groups,
+                                                       "relu", [], "")
+    return F.relu(conv(x), inplace=True)
+
+
+def conv_add_relu(conv: nn.Module, x: torch.Tensor, other: torch.Tensor) -> torch.Tensor:
+    """``relu(conv(x) + other)`` (the end of a residual block), as one oneDNN call where :func:`_onednn_applies`."""
+    if _onednn_applies(x, conv) and other.dtype == x.dtype:
+        return torch.ops.mkldnn._convolution_pointwise.binary(x, other, conv.weight, conv.bias, list(conv.padding),
+                                                              list(conv.stride), list(conv.dilation), conv.groups,
+                                                              "add", 1.0, "relu", [], "")
+    # conv's output is a fresh tensor that nothing else holds: adding in place saves one allocation.
+    return F.relu(conv(x).add_(other), inplace=True)
+
+
+class FusedStem(nn.Module):
+    """The (deep) stem after folding: ``relu(conv)`` for each conv of the stem, including the last one (whose ReLU
+    is ``ResNeSt.relu``, replaced by an identity by :func:`fuse_for_inference`)."""
+
+    def __init__(self, units: List[nn.Module]):
+        super().__init__()
+        self.units = nn.ModuleList(units)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for unit in self.units:
+            x = conv_relu(unit, x)
+        return x
+
+
 class _EvalOnly(nn.Module):
     """Base of the fused modules: their BatchNorms are gone, so training them would silently train another model."""
 
@@ -131,7 +184,7 @@ class FusedSplitAttention(_EvalOnly):
         self.attention = nn.Sequential(fc1, nn.ReLU(inplace=True), fc2)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = F.relu(self.conv(x), inplace=True)
+        x = conv_relu(self.conv, x)
         batch = x.size(0)
         # Mean over space first, then over splits: the same sum, but the split sum runs on (B, radix*C) vectors.
         gap = x.mean((2, 3), keepdim=True)
@@ -158,6 +211,15 @@ def _grouped_to_dense(conv: nn.Conv2d) -> torch.Tensor:
     return dense
 
 
+class _ConvReLU(nn.Module):
+    def __init__(self, conv: nn.Module):
+        super().__init__()
+        self.conv = conv
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return conv_relu(self.conv, x)
+
+
 class FusedBottleneck(_EvalOnly):
     """Inference form of :class:`Bottleneck` built by :func:`fuse_for_inference`.
 
@@ -173,21 +235,19 @@ class FusedBottleneck(_EvalOnly):
         if isinstance(block.conv2, SplitAttention):
             self.conv2 = FusedSplitAttention(block.conv2)
         else:  # radix 0: plain conv, norm, ReLU
-            self.conv2 = nn.Sequential(fold_conv_norm(block.conv2, block.bn2), nn.ReLU(inplace=True))
+            self.conv2 = _ConvReLU(fold_conv_norm(block.conv2, block.bn2))
         self.conv3 = fold_conv_norm(block.conv3, block.bn3)
         self.downsample = _fuse_sequential(_flatten(block.downsample)) if block.downsample is not None else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         shortcut = x if self.downsample is None else self.downsample(x)
-        out = F.relu(self.conv1(x), inplace=True)
+        out = conv_relu(self.conv1, x)
         if self.avd_layer is not None and self.avd_first:
             out = self.avd_layer(out)
         out = self.conv2(out)
         if self.avd_layer is not None and not self.avd_first:
             out = self.avd_layer(out)
-        out = self.conv3(out)
-        # conv3's output is a fresh tensor that nothing else holds: adding in place saves one allocation.
-        return F.relu(out.add_(shortcut), inplace=True)
+        return conv_add_relu(self.conv3, out, shortcut)
 
 
 def fuse_for_inference(model: nn.Module) -> nn.Module:
@@ -221,12 +281,19 @@ def fuse_for_inference(model: nn.Module) -> nn.Module:
         return FusedBottleneck(model).eval()
     if not isinstance(model, ResNeSt):
         raise TypeError(f"fuse_for_inference expects a ResNeSt, Bottleneck or SplitAttention, got {type(model)}")
-    if isinstance(model.conv1, nn.Sequential):
-        stem = _fuse_sequential(list(model.conv1) + [model.bn1])
-    else:
-        stem = _fuse_sequential([model.conv1, model.bn1])
-    model.conv1 = stem if isinstance(stem, nn.Sequential) else nn.Sequential(stem)
+    stem = _fuse_sequential(_flatten(model.conv1) + [model.bn1])
+    # Group the stem into (conv or conv+GroupNorm) units, each followed by ReLU; the last ReLU is model.relu's.
+    units, unit = [], []
+    for module in _flatten(stem):
+        if isinstance(module, nn.ReLU):
+            units.append(unit[0] if len(unit) == 1 else nn.Sequential(*unit))
+            unit = []
+        else:
+            unit.append(module)
+    units.append(unit[0] if len(unit) == 1 else nn.Sequential(*unit))
+    model.conv1 = FusedStem(units)
     model.bn1 = nn.Identity()
+    model.relu = nn.Identity()
     for stage_name in model.stage_names:
         stage = getattr(model, stage_name)
         setattr(model, stage_name, nn.Sequential(*[FusedBottleneck(block) for block in stage]).eval())

@@ -156,3 +156,22 @@ def test_fused_split_attention_compiles_with_inductor():
         reference = module(x)
         compiled = torch.compile(fuse_for_inference(module), fullgraph=True)
         assert relative_error(compiled(x), reference) < 1e-5
+
+
+@pytest.mark.parametrize("memory_format", [torch.contiguous_format, torch.channels_last], ids=["nchw", "nhwc"])
+def test_onednn_fused_kernels_match_the_plain_path(memory_format):
+    # Under no_grad on CPU the fast path runs conv+ReLU and conv+add+ReLU as fused oneDNN kernels; with autograd
+    # recording it runs plain ops. Both must equal the unfused model, in either memory format.
+    model = randomize(rb.create_model("resnest50_fast_2s2x40d", layers=[1, 1, 1, 1])).eval()
+    x = torch.randn(2, 3, 64, 96).contiguous(memory_format=memory_format)
+    with torch.no_grad():
+        reference = model.forward_features(x)
+    fused = fuse_for_inference(model).to(memory_format=memory_format)
+    with torch.no_grad(), torch.profiler.profile() as profile:
+        fast = fused.forward_features(x)
+    plain = fused.forward_features(x)
+    kernels = {event.name for event in profile.events()}
+    assert any(name.startswith("mkldnn::_convolution_pointwise") for name in kernels), sorted(kernels)[:20]
+    for key in reference:
+        assert relative_error(fast[key], reference[key]) < 1e-5, key
+        assert relative_error(plain[key].detach(), reference[key]) < 1e-5, key
