@@ -55,7 +55,7 @@ def trained(tmp_path_factory):
 
 def test_training_writes_checkpoints_metrics_and_pictures(trained):
     _, output, log = trained
-    assert (output / "model_final.pth").exists() and (output / "model_0001.pth").exists()
+    assert (output / "model_final.pth").exists() and (output / "model_0000001.pth").exists()
     assert (output / "last_checkpoint").read_text().strip() == "model_final.pth"
     results = json.load(open(output / "eval_results.json"))
     assert {"bbox", "segm"} <= set(results)
@@ -77,7 +77,10 @@ def test_resume_restores_iteration_and_weights(trained):
     assert saved["iteration"] == 3 and trainer.start_iter == 4
     state = trainer.model.state_dict()
     assert all(torch.equal(state[k], v) for k, v in saved["model"].items())
-    assert trainer.optimizer.state_dict()["state"], "optimizer state must be restored too"
+    restored = trainer.optimizer.state_dict()["state"]
+    expected = saved["trainer"]["_trainer"]["optimizer"]["state"]
+    assert restored and restored.keys() == expected.keys(), "optimizer state (AdamW moments) must be restored too"
+    assert all(torch.equal(restored[i]["exp_avg"], expected[i]["exp_avg"]) for i in expected)
     log = _run(tmp, "--resume", *_opts(tmp, output, 6))
     assert "Starting training from iteration 4" in log
     assert torch.load(output / "model_final.pth", map_location="cpu", weights_only=False)["iteration"] == 5

@@ -43,6 +43,18 @@ class Trainer(DefaultTrainer):
             if isinstance(hook, hooks.PeriodicCheckpointer):
                 hook.checkpointer = self.checkpointer
 
+    def state_dict(self):
+        # detectron2 v0.6 checkpoints no optimizer state (later versions add it under "_trainer", as here), so a
+        # resumed AdamW would restart its moment estimates.
+        state = super().state_dict()
+        state.setdefault("_trainer", self._trainer.state_dict())
+        return state
+
+    def load_state_dict(self, state):
+        super().load_state_dict(state)
+        if "_trainer" in state:
+            self._trainer.load_state_dict(state["_trainer"])
+
     @classmethod
     def build_optimizer(cls, cfg, model):
         name = cfg.SOLVER.OPTIMIZER
