@@ -5,7 +5,6 @@ Real detectron2 on CPU, no mocks. These tests fail (not skip) when detectron2 is
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 import torch
@@ -273,3 +272,21 @@ def test_clear_error_without_detectron2():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=str(ROOT),
                          env={**os.environ, "PYTHONPATH": str(ROOT)})
     assert "bash tools/setup_env.sh" in out.stdout, out.stdout + out.stderr
+
+
+@pytest.mark.parametrize("norm", ["BN", "FrozenBN"])
+def test_fast_inference_copy_matches(norm):
+    """MODEL.RESNEST.FAST_INFERENCE evaluates a fused copy: same detections, training model untouched."""
+    from resnest_backbones.detectron2.train import fast_inference_copy
+    cfg = small_cfg("MODEL.RESNETS.NORM", norm, "MODEL.BACKBONE.FREEZE_AT", "2", "MODEL.RESNEST.FAST_INFERENCE", "True",
+                    "MODEL.ROI_HEADS.SCORE_THRESH_TEST", "0.0")
+    model = randomize_norms(build_model(cfg)).eval()
+    fused = fast_inference_copy(model)
+    assert fused is not model and any(isinstance(m, nn.BatchNorm2d) for m in model.backbone.bottom_up.modules()) \
+        == (norm == "BN")
+    image = {"image": torch.rand(3, 96, 96) * 255}
+    with torch.no_grad():
+        expected, got = model([image])[0]["instances"], fused([image])[0]["instances"]
+    assert len(expected) == len(got) > 0
+    assert torch.allclose(expected.pred_boxes.tensor, got.pred_boxes.tensor, atol=1e-3)
+    assert torch.allclose(expected.scores, got.scores, atol=1e-5)

@@ -19,9 +19,9 @@ Both return ``{"root", "image_root", "coco_train", "coco_val", "lvis_train", "lv
 
 COCO files are relative to ``image_root`` (``root/images``): ``register_coco_instances(name, {}, coco_train,
 image_root)`` in detectron2, ``data_prefix=dict(img="images/")`` in mmdet. LVIS images carry ``coco_url`` =
-``http://images.cocodataset.org/<split>/<name>``: detectron2's ``load_lvis_json`` joins ``image_root + "/" +`` its last
-two parts (pass ``image_root`` with a trailing slash), mmdet's ``LVISV1Dataset`` strips that host and joins the rest
-with ``data_prefix``. They also carry ``file_name`` (``<split>/<name>``), ``neg_category_ids`` (every class absent
+``http://images.cocodataset.org/<split>/<name>``: detectron2's ``load_lvis_json`` reads ``<split>/<name>`` from it and
+joins it to ``image_root`` by string concatenation (pass ``image_root`` with a trailing slash), mmdet's
+``LVISV1Dataset`` strips that host and joins the rest with ``data_prefix``. They also carry ``file_name`` (``<split>/<name>``), ``neg_category_ids`` (every class absent
 from the exhaustively annotated image) and ``not_exhaustive_category_ids`` (empty). LVIS categories carry
 ``frequency`` ('r' in 1-10 training images, 'c' in 11-100, 'f' above, as LVIS defines it), ``image_count``,
 ``instance_count``, ``synset``, ``synonyms`` and ``def``. Category ids are 1..3 in both formats.
@@ -133,8 +133,7 @@ def _make_split(split: str, count: int, rng: np.random.Generator, paths: Dict[st
     for image_id in range(1, count + 1):
         image, objects = _draw_image(rng, image_size, objects_per_image, object_size)
         name = f"{image_id:06d}.{image_format}"
-        image.save(os.path.join(folder, name), quality=95) if image_format == "jpg" else image.save(
-            os.path.join(folder, name))
+        image.save(os.path.join(folder, name), **({"quality": 95} if image_format == "jpg" else {}))
         images.append({"id": image_id, "file_name": f"{split}/{name}", "width": image_size, "height": image_size})
         for label, vertices in objects:
             annotations.append(_annotation(len(annotations) + 1, image_id, label, vertices))
@@ -151,7 +150,7 @@ def _lvis_frequency(image_count: int) -> str:
     return "r" if image_count <= 10 else ("c" if image_count <= 100 else "f")
 
 
-def _lvis_json(split: str, images: List[Dict], annotations: List[Dict], train_annotations: List[Dict]) -> Dict:
+def _lvis_json(images: List[Dict], annotations: List[Dict], train_annotations: List[Dict]) -> Dict:
     """The same split in LVIS v1 layout; category statistics come from the training split, as in LVIS."""
     present: Dict[int, set] = {}
     for ann in annotations:
@@ -224,8 +223,8 @@ def make_synthetic_dataset(root: str, num_train: int = 800, num_val: int = 100, 
     val = _make_split("val", num_val, val_rng, **common)
     _write_json(paths["coco_train"], _coco_json(*train))
     _write_json(paths["coco_val"], _coco_json(*val))
-    _write_json(paths["lvis_train"], _lvis_json("train", *train, train_annotations=train[1]))
-    _write_json(paths["lvis_val"], _lvis_json("val", *val, train_annotations=train[1]))
+    _write_json(paths["lvis_train"], _lvis_json(*train, train_annotations=train[1]))
+    _write_json(paths["lvis_val"], _lvis_json(*val, train_annotations=train[1]))
     _write_json(os.path.join(paths["root"], _META), arguments)  # last: marks the dataset complete
     return paths
 

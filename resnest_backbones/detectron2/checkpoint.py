@@ -10,7 +10,6 @@
   detectron2 only logs: no backbone key at all, or a backbone key of the wrong shape, raise.
 """
 import logging
-import os
 from typing import Dict, Mapping, Optional, Tuple
 
 from detectron2.checkpoint import DetectionCheckpointer
@@ -80,9 +79,9 @@ class ResNeStCheckpointer(DetectionCheckpointer):
     def _load_file(self, filename: str) -> Dict:
         if filename.endswith((".pkl", ".pyth")):
             return super()._load_file(filename)
-        # Training checkpoints this trainer wrote hold optimizer/scheduler state; trust only our own output folder.
-        own = bool(self.save_dir) and os.path.abspath(filename).startswith(os.path.abspath(self.save_dir) + os.sep)
-        raw = read_checkpoint(filename, allow_unsafe_pickle=own)
+        # weights_only loading (no arbitrary unpickling): detectron2's training checkpoints hold only tensors and
+        # plain Python values, so they load this way too.
+        raw = read_checkpoint(filename)
         fmt = _is_backbone_only(raw) if isinstance(raw, Mapping) else None
         if fmt is not None:
             _, state = to_official(raw)
