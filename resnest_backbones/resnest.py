@@ -94,7 +94,10 @@ class Bottleneck(nn.Module):
         if self.avd_layer is not None and not self.avd_first:
             out = self.avd_layer(out)
         out = self.drop_block3(self.bn3(self.conv3(out)))
-        return self.relu(out + shortcut)
+        # In place: no backward needs this tensor (norm and DropBlock backward use their inputs), and a fresh
+        # block-sized buffer per block costs page faults on CPU (measured: eager ~5% slower than timm without it).
+        out += shortcut
+        return self.relu(out)
 
 
 class ResNeSt(nn.Module):
