@@ -1,12 +1,13 @@
 # Quick start on CPU: Mask R-CNN with a ResNeSt-14 FPN backbone (the smallest published variant, so that it trains
 # in minutes on a CPU) on the project's synthetic shapes dataset (COCO json, three classes), evaluated with
-# CocoMetric (bbox and segm). Plain BN (no SyncBN), 256-pixel images, a short iteration-based schedule, random
+# CocoMetric (bbox and segm). Plain BN (no SyncBN), 128-pixel images, a short iteration-based schedule, random
 # backbone initialisation (no download needed).
 #
-#   python tools/make_synthetic_dataset.py data/synthetic_shapes --num-train 200 --num-val 50   # from a checkout
+#   python tools/make_synthetic_dataset.py data/synthetic_shapes --num-train 200 --num-val 50 \
+#       --image-size 128   # from a checkout
 #   mim train mmdet configs/mmdet/mask-rcnn_s14_fpn_bn_quickstart_synthetic-coco.py --work-dir work_dirs/qs_coco
 #   mim test mmdet configs/mmdet/mask-rcnn_s14_fpn_bn_quickstart_synthetic-coco.py \
-#       --checkpoint work_dirs/qs_coco/iter_300.pth
+#       --checkpoint work_dirs/qs_coco/iter_200.pth
 #
 # The data root is relative to the working directory (run from the repository root). Move it with the environment
 # variable RESNEST_SHAPES_ROOT=/path/to/shapes/ (trailing slash), or override each key with --cfg-options
@@ -19,8 +20,8 @@ custom_imports = dict(imports=['resnest_backbones.mmdet'], allow_failed_imports=
 
 data_root = '{{$RESNEST_SHAPES_ROOT:data/synthetic_shapes/}}'
 metainfo = dict(classes=('circle', 'square', 'triangle'))
-max_iters = 300
-image_scale = (256, 256)
+max_iters = 200
+image_scale = (128, 128)
 
 model = dict(
     data_preprocessor=dict(mean=[123.68, 116.779, 103.939], std=[58.393, 57.12, 57.375], bgr_to_rgb=True),
