@@ -116,6 +116,9 @@ class ResNeStBackbone(ResNeSt, BaseModule):
             load mmseg-trained ResNeSt segmentors), or ``'timm'``. Default: ``'official'``.
         contract_dilation (bool): must be True (every layout contracts the first dilated block's dilation, as
             mmseg's ``contract_dilation=True``); accepted so mmseg-style configs read naturally.
+        fast_inference (bool): in eval mode, run a copy with BatchNorm folded into the convolutions
+            (``resnest_backbones.fast_path.fuse_for_inference``; same outputs up to float rounding). The copy is
+            made at the first eval forward and dropped by ``train()`` or ``load_state_dict``. Default: False.
         init_cfg (dict or list[dict], optional): ``dict(type='Pretrained', checkpoint=...)`` with a path, URL,
             ``'resnest://resnest50'`` (published ImageNet weights, downloaded once) or any OpenMMLab /
             official / timm / detectron2-export checkpoint of the same variant; ``prefix='backbone.'`` picks a
@@ -137,7 +140,8 @@ class ResNeStBackbone(ResNeSt, BaseModule):
                  norm_cfg: Optional[Dict] = dict(type="BN", requires_grad=True), norm_eval: bool = False,
                  with_cp: bool = False, strides: Optional[Sequence[int]] = None,
                  dilations: Optional[Sequence[int]] = None, output_stride: Optional[int] = None,
-                 dilated_layout: str = "official", contract_dilation: bool = True, init_cfg=None, **arch):
+                 dilated_layout: str = "official", contract_dilation: bool = True, fast_inference: bool = False,
+                 init_cfg=None, **arch):
         self._check_arch_names(arch)
         name = _variant_name(variant, depth)
         out_indices = tuple(out_indices)
@@ -156,6 +160,11 @@ class ResNeStBackbone(ResNeSt, BaseModule):
         self.init_cfg = copy.deepcopy(init_cfg)
         self.variant = name
         self.out_indices = out_indices
+        self.fast_inference = fast_inference
+        self._drop_fused()
+        if fast_inference:
+            from . import fast_path  # noqa: F401  fail at build time, not at the first eval forward
+        self.register_load_state_dict_post_hook(_drop_fused_after_load)
 
     @staticmethod
     def _check_arch_names(arch: Dict):
@@ -163,7 +172,7 @@ class ResNeStBackbone(ResNeSt, BaseModule):
         if unknown:
             valid = sorted(ARCH_OVERRIDES + ("variant", "depth", "out_indices", "frozen_stages", "norm_cfg",
                                              "norm_eval", "with_cp", "strides", "dilations", "output_stride",
-                                             "dilated_layout", "contract_dilation", "init_cfg"))
+                                             "dilated_layout", "contract_dilation", "fast_inference", "init_cfg"))
             hints = [f"{key!r} (did you mean {difflib.get_close_matches(key, valid, 1)[0]!r}?)"
                      if difflib.get_close_matches(key, valid, 1) else repr(key) for key in unknown]
             raise TypeError(f"ResNeStBackbone got unknown argument(s) {', '.join(hints)}. Valid arguments: "
@@ -183,7 +192,26 @@ class ResNeStBackbone(ResNeSt, BaseModule):
 
     def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, ...]:
         """Tuple of the ``out_indices`` stage features, shallowest first."""
+        if self.fast_inference and not self.training:
+            return tuple(self._fused_copy().forward_features(x).values())
         return tuple(self.forward_features(x).values())
+
+    def _fused_copy(self) -> ResNeSt:
+        if self._fused is None:
+            from .fast_path import fuse_for_inference
+            plain = copy.deepcopy(self)
+            plain.fast_inference = False
+            # Stored outside nn.Module's registry: not a submodule, so not in state_dict() nor in parameters().
+            object.__setattr__(self, "_fused", fuse_for_inference(plain))
+        return self._fused
+
+    def _drop_fused(self):
+        object.__setattr__(self, "_fused", None)
+
+    def train(self, mode: bool = True) -> "ResNeStBackbone":
+        if mode:
+            self._drop_fused()  # training changes the weights the fused copy was folded from
+        return super().train(mode)
 
     def init_weights(self):
         """Load ``init_cfg=dict(type='Pretrained', ...)`` through the core's strict loader; other init_cfg types
@@ -211,6 +239,10 @@ class ResNeStBackbone(ResNeSt, BaseModule):
         print_log(f"ResNeStBackbone({self.variant}): loaded {len(report.loaded)} tensors from {report.source} "
                   f"({report.format} layout); skipped {len(report.skipped)} not built here (classifier, unused "
                   "stages)", logger="current")
+
+
+def _drop_fused_after_load(module: ResNeStBackbone, incompatible_keys) -> None:
+    module._drop_fused()  # the fused copy was folded from the weights just replaced
 
 
 def _sub_state(checkpoint, prefix: str, source) -> Dict[str, torch.Tensor]:

@@ -142,3 +142,22 @@ def test_mmengine_checkpoint_with_history_buffers_loads_weights_only(tmp_path):
     loaded = torch.load(path, map_location="cpu", weights_only=True)
     assert loaded["message_hub"]["log_scalars"]["train/loss"].mean() == pytest.approx(0.5833333)
     assert loaded["message_hub"]["runtime_info"]["eta"] == 12.5
+
+
+def test_fast_inference_matches_and_follows_the_weights():
+    torch.manual_seed(1)
+    plain = randomize_norms(_build(variant="resnest14"), seed=5).eval()
+    fast = _build(variant="resnest14", fast_inference=True)
+    fast.load_state_dict(plain.state_dict())
+    fast.eval()
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        for a, b in zip(plain(x), fast(x)):
+            assert rel_err(a, b) <= 1e-4
+        assert fast._fused is not None and not any("_fused" in k for k in fast.state_dict())
+        # New weights must not be served by the stale fused copy.
+        plain = randomize_norms(plain, seed=6)
+        fast.load_state_dict(plain.state_dict())
+        assert rel_err(plain(x)[-1], fast(x)[-1]) <= 1e-4
+        fast.train()
+        assert fast._fused is None
