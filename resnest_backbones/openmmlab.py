@@ -183,7 +183,8 @@ class ResNeStBackbone(ResNeSt, BaseModule):
         if strides is None and dilations is None:
             return 32 if output_stride is None else output_stride
         if strides is None or dilations is None:
-            raise ValueError("Give strides and dilations together (e.g. strides=(1, 2, 1, 1), dilations=(1, 1, 2, 4))")
+            raise ValueError("Give strides and dilations together, e.g. strides=(1, 2, 1, 1), "
+                             "dilations=(1, 1, 2, 4)")
         derived = output_stride_of(strides, dilations)
         if output_stride is not None and output_stride != derived:
             raise ValueError(f"output_stride={output_stride} contradicts strides={tuple(strides)}, "
@@ -207,6 +208,10 @@ class ResNeStBackbone(ResNeSt, BaseModule):
 
     def _drop_fused(self):
         object.__setattr__(self, "_fused", None)
+
+    def _apply(self, fn, *args, **kwargs):
+        self._drop_fused()  # .to() / .cuda() / .half() do not reach the unregistered copy: rebuild it after
+        return super()._apply(fn, *args, **kwargs)
 
     def train(self, mode: bool = True) -> "ResNeStBackbone":
         if mode:

@@ -12,7 +12,8 @@ from mmengine.config import Config
 
 import resnest_backbones
 
-CONFIG_DIR = os.path.dirname(resnest_backbones.config_path("mmdet/faster-rcnn_s50_fpn_syncbn-backbone+head_ms-range-1x_coco.py"))
+CONFIG_DIR = os.path.dirname(resnest_backbones.config_path(
+    "mmdet/faster-rcnn_s50_fpn_syncbn-backbone+head_ms-range-1x_coco.py"))
 CONFIGS = sorted(os.path.basename(p) for p in glob.glob(os.path.join(CONFIG_DIR, "*.py")))
 PAPER = [name for name in CONFIGS if "quickstart" not in name]
 

@@ -1,6 +1,6 @@
 """Write the synthetic ADE20K- and Cityscapes-layout datasets the mmseg quick-start configs train on.
 
-    python tools/make_synthetic_segmentation.py                      # both, under data/synthetic_ade20k, data/synthetic_cityscapes
+    python tools/make_synthetic_segmentation.py       # both: data/synthetic_ade20k, data/synthetic_cityscapes
     python tools/make_synthetic_segmentation.py --layout ade20k --root /tmp/ade --num-train 200
 """
 import argparse
