@@ -3,6 +3,7 @@
 Perfect predictions (the ground truth itself) must score AP 100; perturbed ones must score less.
 """
 import json
+import os
 
 import numpy as np
 import pytest
@@ -61,7 +62,6 @@ def test_loaders_see_images_and_masks(dataset):
         assert MetadataCatalog.get(name).thing_classes == list(CLASSES)
         first = records[0]
         assert first["file_name"].endswith("val/000001.png")
-        import os
         assert os.path.exists(first["file_name"])
         assert all(len(a["segmentation"][0]) >= 6 for a in first["annotations"])
     assert MetadataCatalog.get("synthetic_shapes_lvis_val").evaluator_type == "lvis"

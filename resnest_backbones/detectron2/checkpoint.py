@@ -22,7 +22,7 @@ from ..checkpoint import PRETRAINED_SCHEME, CheckpointMismatchError, download, l
 from ..keymaps import OFFICIAL, OPENMMLAB, detect_format, to_official, unwrap
 from ..resnest import ResNeSt
 
-logger = logging.getLogger(__name__)
+logger = logging.getLogger("detectron2.resnest_backbones")  # printed by detectron2's logging set-up
 _BACKBONE_ONLY = "__resnest_backbone_format__"  # marks a checkpoint holding only backbone weights (official names)
 
 

@@ -29,7 +29,8 @@ from .checkpoint import ResNeStCheckpointer, find_resnest
 from .config import load_config
 from .data import register_synthetic_datasets
 
-logger = logging.getLogger("resnest_backbones.detectron2")
+# A child of detectron2's logger, so default_setup's handlers print it (and log.txt keeps it).
+logger = logging.getLogger("detectron2.resnest_backbones")
 
 
 class Trainer(DefaultTrainer):
