@@ -91,6 +91,16 @@ def test_fpn_strides_and_channels():
         "res2": (256, 4), "res3": (512, 8), "res4": (1024, 16), "res5": (2048, 32)}
 
 
+def test_retinanet_fpn_has_p6_p7_from_res5():
+    cfg = small_cfg("MODEL.BACKBONE.NAME", "build_retinanet_resnest_fpn_backbone", "MODEL.FPN.OUT_CHANNELS", "32",
+                    "MODEL.RESNETS.OUT_FEATURES", "['res3', 'res4', 'res5']",
+                    "MODEL.FPN.IN_FEATURES", "['res3', 'res4', 'res5']")
+    fpn = build_backbone(cfg, ShapeSpec(channels=3)).eval()
+    assert {k: v.stride for k, v in fpn.output_shape().items()} == {"p3": 8, "p4": 16, "p5": 32, "p6": 64, "p7": 128}
+    with torch.no_grad():
+        assert fpn(torch.rand(1, 3, 128, 128))["p7"].shape == (1, 32, 1, 1)
+
+
 def test_res5_dilation_and_out_features():
     backbone = build_backbone(small_cfg("MODEL.BACKBONE.NAME", "build_resnest_backbone",
                                         "MODEL.RESNETS.RES5_DILATION", "2"), ShapeSpec(channels=3)).eval()
