@@ -109,6 +109,12 @@ if needs detectron2; then
     echo "detectron2 v0.6 OFFLINE FALLBACK (pb1-detectron2==0.6, no compiled ops)" > "$D2_NOTE"
   fi
 fi
+# Keep an offline fallback's op-less _C in step with this checkout (it is a .py file only in the fallback).
+stub=$("$PY" -c 'import importlib.util as u, os; s = u.find_spec("detectron2")  # locates without importing
+print(os.path.join(list(s.submodule_search_locations)[0], "_C.py") if s else "")' 2>/dev/null || true)
+if [ -f "$stub" ] && ! cmp -s "$stub" "$ROOT/tools/detectron2_offline_C.py"; then
+  cp "$ROOT/tools/detectron2_offline_C.py" "$stub" && log "updated the offline fallback's detectron2/_C.py"
+fi
 log "detectron2: $(cat "$D2_NOTE" 2>/dev/null || echo 'already installed (source not recorded)')"
 
 # ---- 6. this package, then check that everything imports
