@@ -3,6 +3,7 @@ metrics they log. Subprocesses, so each run imports the adapter only through the
 import glob
 import json
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -29,9 +30,16 @@ def mim(action: str, framework: str, config: str, work_dir: str, options: List[s
     return run(command + (["--cfg-options", *options] if options else []), env)
 
 
+def _free_port() -> int:
+    with socket.socket() as probe:  # another test run on this machine may hold the usual 29500
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
 def torchrun_train(framework: str, config: str, work_dir: str, options: List[str], env: Dict[str, str],
-                   nproc: int = 2, port: int = 29731) -> Tuple[str, float]:
+                   nproc: int = 2) -> Tuple[str, float]:
     """``torchrun --nproc_per_node nproc <framework>/.mim/tools/train.py config --launcher pytorch``."""
+    port = _free_port()
     package = __import__(framework)
     train_py = os.path.join(os.path.dirname(package.__file__), ".mim", "tools", "train.py")
     command = [sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={nproc}", f"--master_port={port}",
