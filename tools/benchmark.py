@@ -303,11 +303,11 @@ def count_complexity(size: int = 224) -> List[Dict]:
 
 
 def variant_latency(rows: List[Dict], device, memory_format, repeats: int, size: int = 224):
-    """Add batch-1 eager and fast-path latency (ms, median) to each complexity row."""
+    """Add batch-1 eager and fast-path latency (ms, median) to each complexity row; all models interleaved."""
     import timm
     import torchvision
 
-    x = torch.rand(1, 3, size, size, device=device).contiguous(memory_format=memory_format)
+    entries = []
     for row in rows:
         name = row["model"]
         if name in rb.list_models():
@@ -318,10 +318,13 @@ def variant_latency(rows: List[Dict], device, memory_format, repeats: int, size:
         for key, model in candidates.items():
             model.eval()
             model.to(device=device, memory_format=memory_format)
-            entry = Entry(name, model, None, model)
-            row[f"{key} ms"] = time_interleaved([entry], lambda e: inference_call(e, "cls_b1", device,
-                                                                                memory_format, False),
-                                                device, 1, repeats)[name] * 1000
+            entries.append(Entry(f"{name}|{key}", model, None, model))
+    medians = time_interleaved(entries, lambda e: inference_call(e, "cls_b1", device, memory_format, False), device,
+                               1, repeats)
+    for row in rows:
+        for key in ("eager", "fast"):
+            if f"{row['model']}|{key}" in medians:
+                row[f"{key} ms"] = medians[f"{row['model']}|{key}"] * 1000
     return rows
 
 
@@ -346,7 +349,8 @@ def plot(rows: List[Dict], path: str, title: str):
                 color = "tab:red" if row["model"] == TIMM else "tab:gray"
                 axis.scatter(row[key], row["eager ms"], color=color, marker="s", s=30, label=row["model"])
         axis.set_xlabel("GMACs (fvcore), 224x224" if key == "GMACs" else "parameters (millions)")
-        axis.set_ylabel("latency, batch 1, ms")
+        axis.set_ylabel("latency, batch 1, ms (log)")
+        axis.set_yscale("log")
         axis.grid(alpha=0.3)
         handles, labels = axis.get_legend_handles_labels()
         unique = dict(zip(labels, handles))
@@ -437,7 +441,7 @@ def main(argv=None):
     if not args.no_variants:
         complexity = count_complexity()
         if args.plot:
-            variant_latency(complexity, device, torch.contiguous_format, 2 if args.quick else 3)
+            variant_latency(complexity, device, torch.contiguous_format, 3 if args.quick else 5)
         columns = ["model", "params M", "GMACs"] + (["eager ms", "fast ms"] if args.plot else [])
         printable = [{k: (f"{v:.2f}" if isinstance(v, float) else v) for k, v in row.items()} for row in complexity]
         print("\nParameters and GMACs (fvcore, 224x224, 1000 classes)"
