@@ -7,7 +7,7 @@
 #       --image-size 128   # from a checkout
 #   mim train mmdet configs/mmdet/mask-rcnn_s14_fpn_bn_quickstart_synthetic-coco.py --work-dir work_dirs/qs_coco
 #   mim test mmdet configs/mmdet/mask-rcnn_s14_fpn_bn_quickstart_synthetic-coco.py \
-#       --checkpoint work_dirs/qs_coco/iter_200.pth
+#       --checkpoint work_dirs/qs_coco/iter_600.pth
 #
 # The data root is relative to the working directory (run from the repository root). Move it with the environment
 # variable RESNEST_SHAPES_ROOT=/path/to/shapes/ (trailing slash), or override each key with --cfg-options
@@ -20,7 +20,7 @@ custom_imports = dict(imports=['resnest_backbones.mmdet'], allow_failed_imports=
 
 data_root = '{{$RESNEST_SHAPES_ROOT:data/synthetic_shapes/}}'
 metainfo = dict(classes=('circle', 'square', 'triangle'))
-max_iters = 200
+max_iters = 600
 image_scale = (128, 128)
 
 model = dict(
@@ -33,11 +33,21 @@ model = dict(
         frozen_stages=-1,  # from scratch: train everything
         norm_cfg=dict(type='BN', requires_grad=True),
         norm_eval=False,
+        last_gamma=True,  # zero-init each block's last BN: blocks start as identities, which helps from scratch
         init_cfg=None),
-    roi_head=dict(bbox_head=dict(num_classes=3), mask_head=dict(num_classes=3)),
-    # Keep every detection (COCO evaluation still takes the top 100 per image), so that a short, barely trained
-    # run still has results to evaluate instead of an empty result set.
-    test_cfg=dict(rcnn=dict(score_thr=0.0)))
+    # Small heads and few RoIs (as the detectron2 quick start): mmcv's CPU RoIAlign is single-threaded, so with
+    # the COCO defaults (1000 proposals, 512 sampled RoIs, 256-channel heads) it dominated a CPU step.
+    neck=dict(out_channels=64),
+    rpn_head=dict(in_channels=64, feat_channels=64,
+                  anchor_generator=dict(scales=[4], ratios=[0.5, 1.0, 2.0], strides=[4, 8, 16, 32, 64])),
+    roi_head=dict(
+        bbox_roi_extractor=dict(out_channels=64),
+        bbox_head=dict(in_channels=64, fc_out_channels=256, num_classes=3),
+        mask_roi_extractor=dict(out_channels=64),
+        mask_head=dict(num_convs=2, in_channels=64, conv_out_channels=64, num_classes=3)),
+    train_cfg=dict(rpn=dict(sampler=dict(num=128)), rpn_proposal=dict(nms_pre=1000, max_per_img=300),
+                   rcnn=dict(sampler=dict(num=64))),
+    test_cfg=dict(rpn=dict(nms_pre=500, max_per_img=200), rcnn=dict(max_per_img=50)))
 
 train_pipeline = [
     dict(type='LoadImageFromFile'),
@@ -68,11 +78,11 @@ val_evaluator = dict(type='CocoMetric', ann_file=data_root + 'annotations/instan
 test_evaluator = val_evaluator
 
 train_cfg = dict(_delete_=True, type='IterBasedTrainLoop', max_iters=max_iters, val_interval=max_iters)
-optim_wrapper = dict(optimizer=dict(type='SGD', lr=0.02, momentum=0.9, weight_decay=1e-4))
+# AdamW with a cosine schedule: from scratch on CPU it learns far faster than SGD at lr 0.02.
+optim_wrapper = dict(optimizer=dict(_delete_=True, type='AdamW', lr=1e-3, weight_decay=1e-4))
 param_scheduler = [
     dict(type='LinearLR', start_factor=0.01, by_epoch=False, begin=0, end=50),
-    dict(type='MultiStepLR', by_epoch=False, begin=0, end=max_iters, milestones=[int(max_iters * 0.8)],
-         gamma=0.1),
+    dict(type='CosineAnnealingLR', by_epoch=False, begin=0, end=max_iters, T_max=max_iters, eta_min=1e-5),
 ]
 default_hooks = dict(logger=dict(interval=10),
                      checkpoint=dict(by_epoch=False, interval=max_iters, max_keep_ckpts=1))
