@@ -6,6 +6,7 @@
 The class *is* the core ``ResNeSt`` (subclass), so its state-dict keys are the official/timm names and a detector
 checkpoint stores them under ``backbone.``; this module only translates OpenMMLab-style arguments.
 """
+import atexit
 import copy
 import copyreg
 import difflib
@@ -303,3 +304,11 @@ def allow_cpu_distributed() -> None:
 
     set_device._resnest_cpu_noop = True
     torch.cuda.set_device = set_device
+    # mmengine's train.py never destroys its process group; with gloo on CPU the interpreter's exit then races
+    # gloo's threads and sometimes aborts ("terminate called without an active exception") after a finished run.
+    atexit.register(_destroy_process_group)
+
+
+def _destroy_process_group() -> None:
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.destroy_process_group()
