@@ -64,6 +64,7 @@ if needs deps; then
   # are not needed for `mim train` / `mim test`: install mim without them and its real dependencies by hand.
   pip_ --no-deps "openmim==0.3.9"
   pip_ click colorama model-index pandas requests rich
+  log "note: pip's 'openmim 0.3.9 requires opendatalab, which is not installed' is expected (left out on purpose)"
 fi
 
 # ---- 4. mmcv with compiled ops
