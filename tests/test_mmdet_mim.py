@@ -41,5 +41,7 @@ def test_mim_train_then_mim_test_reproduces_metric(config, prefix, shapes, tmp_p
         value = trained[f"{prefix}/{kind}_{ap}"]
         assert not math.isnan(value) and 0.0 <= value <= 1.0
     print(f"\n{prefix} train ({seconds:.0f} s): {trained}")
-    mim("test", "mmdet", config, str(tmp_path / "test"), SHORT, shapes, checkpoint=str(checkpoint))
+    test_log, _ = mim("test", "mmdet", config, str(tmp_path / "test"), SHORT, shapes, checkpoint=str(checkpoint))
+    # mmengine loads non-strictly and only logs a mismatch: the trained weights must have loaded, all of them.
+    assert "Load checkpoint from" in test_log and "do not match exactly" not in test_log
     assert read_test_metrics(str(tmp_path / "test")) == trained

@@ -31,7 +31,10 @@ def test_mim_train_then_mim_test_reproduces_miou(config, data, tmp_path):
     trained = read_train_metrics(work_dir, "mIoU")
     assert 0.0 <= trained["mIoU"] <= 100.0 and not math.isnan(trained["aAcc"])
     print(f"\n{config.split('_')[-1]} train ({seconds:.0f} s): {trained}")
-    mim("test", "mmseg", config, str(tmp_path / "test"), [], data, checkpoint=str(tmp_path / "train" / "iter_2.pth"))
+    test_log, _ = mim("test", "mmseg", config, str(tmp_path / "test"), [], data,
+                      checkpoint=str(tmp_path / "train" / "iter_2.pth"))
+    # mmengine loads non-strictly and only logs a mismatch: the trained weights must have loaded, all of them.
+    assert "Load checkpoint from" in test_log and "do not match exactly" not in test_log
     assert read_test_metrics(str(tmp_path / "test")) == trained
 
 
