@@ -34,3 +34,12 @@ def rel_err(a: torch.Tensor, b: torch.Tensor) -> float:
 @pytest.fixture
 def rng():
     return torch.Generator().manual_seed(1234)
+
+
+@pytest.fixture
+def hub_cache(tmp_path, monkeypatch):
+    """A private torch hub cache for one test. Patches torch.hub's directory itself: TORCH_HOME alone is ignored
+    once any code has called ``torch.hub.set_dir``."""
+    directory = tmp_path / "torch_hub"
+    monkeypatch.setattr(torch.hub, "_hub_dir", str(directory))
+    return directory

@@ -107,10 +107,9 @@ class _QuietHandler(http.server.SimpleHTTPRequestHandler):
 
 
 @pytest.fixture
-def server(tmp_path, monkeypatch):
+def server(tmp_path, hub_cache):
     served = tmp_path / "served"
     served.mkdir()
-    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch_home"))
     httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0),
                                             functools.partial(_QuietHandler, directory=str(served)))
     thread = threading.Thread(target=httpd.serve_forever, daemon=True)
@@ -165,8 +164,7 @@ def test_truncated_download_is_a_clear_error(server, source_model):
         rb.load_pretrained(rb.create_model("resnest14"), f"{base}/plain.pth")
 
 
-def test_unreachable_url_is_a_clear_error(tmp_path, monkeypatch):
-    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+def test_unreachable_url_is_a_clear_error(hub_cache):
     with pytest.raises(RuntimeError, match="Could not download"):
         rb.load_pretrained(rb.create_model("resnest14"), "http://127.0.0.1:9/resnest14-00000000.pth")
 

@@ -216,26 +216,21 @@ def test_weights_load_through_model_weights(tmp_path, layout):
         assert torch.allclose(value, expected[key], atol=1e-5), key
 
 
-def test_resnest_scheme_resolves_published_weights(tmp_path):
+def test_resnest_scheme_resolves_published_weights(tmp_path, hub_cache):
     """resnest://<variant> goes through the core registry and the torch hub cache (pre-filled: no network here)."""
     core, path = _official_file(tmp_path)
-    hub_dir = torch.hub.get_dir()
-    torch.hub.set_dir(str(tmp_path / "hub"))
-    try:
-        from resnest_backbones.variants import VARIANTS
-        cached = tmp_path / "hub" / "checkpoints" / VARIANTS["resnest14"].checkpoint.file_name
-        cached.parent.mkdir(parents=True)
-        cached.write_bytes(path.read_bytes())
-        assert PathManager.get_local_path("resnest://resnest14") == str(cached)
-        cfg = small_cfg("MODEL.WEIGHTS", "resnest://resnest14")
-        model = build_model(cfg)
-        rd2.ResNeStCheckpointer(model).resume_or_load(cfg.MODEL.WEIGHTS, resume=False)
-        assert torch.equal(model.state_dict()["backbone.bottom_up.layer1.0.conv2.fc1.weight"],
-                           core.state_dict()["layer1.0.conv2.fc1.weight"])
-        with pytest.raises(KeyError, match="MODEL.WEIGHTS.*resnest50"):
-            PathManager.get_local_path("resnest://resnest51")
-    finally:
-        torch.hub.set_dir(hub_dir)
+    from resnest_backbones.variants import VARIANTS
+    cached = hub_cache / "checkpoints" / VARIANTS["resnest14"].checkpoint.file_name
+    cached.parent.mkdir(parents=True)
+    cached.write_bytes(path.read_bytes())
+    assert PathManager.get_local_path("resnest://resnest14") == str(cached)
+    cfg = small_cfg("MODEL.WEIGHTS", "resnest://resnest14")
+    model = build_model(cfg)
+    rd2.ResNeStCheckpointer(model).resume_or_load(cfg.MODEL.WEIGHTS, resume=False)
+    assert torch.equal(model.state_dict()["backbone.bottom_up.layer1.0.conv2.fc1.weight"],
+                       core.state_dict()["layer1.0.conv2.fc1.weight"])
+    with pytest.raises(KeyError, match="MODEL.WEIGHTS.*resnest50"):
+        PathManager.get_local_path("resnest://resnest51")
 
 
 def test_wrong_architecture_checkpoint_is_refused(tmp_path):
