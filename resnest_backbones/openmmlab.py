@@ -20,6 +20,7 @@ from mmengine.model.weight_init import initialize
 from torch import nn
 
 from .checkpoint import load_pretrained, load_state
+from .keymaps import unwrap
 from .layers import FrozenBatchNorm2d
 from .resnest import STAGE_NAMES, ResNeSt
 from .variants import VARIANTS, get_variant
@@ -252,7 +253,7 @@ def _drop_fused_after_load(module: ResNeStBackbone, incompatible_keys) -> None:
 
 
 def _sub_state(checkpoint, prefix: str, source) -> Dict[str, torch.Tensor]:
-    state = checkpoint.get("state_dict", checkpoint.get("model", checkpoint))
+    state = unwrap(checkpoint)  # the core's unwrapping: state_dict / model wrappers, DataParallel prefix
     sub = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
     if not sub:
         raise ValueError(f"No key of {source} starts with prefix {prefix!r}; first keys: {list(state)[:5]}")

@@ -246,15 +246,14 @@ class ResNeSt(nn.Module):
                     nn.init.zeros_(module.bn3.weight)
 
     # ----- training controls (one implementation for every adapter)
-    def stem_modules(self) -> List[nn.Module]:
-        return [self.conv1, self.bn1]
-
-    def frozen_modules(self, frozen_stages: int) -> List[nn.Module]:
-        """Modules frozen by ``frozen_stages`` (0 = stem, k = stem + layer1..layer k)."""
+    def frozen_module_names(self, frozen_stages: int) -> List[str]:
+        """Attribute names frozen by ``frozen_stages`` (0 = stem, k = stem + layer1..layer k)."""
         if frozen_stages < 0:
             return []
-        stages = [getattr(self, name) for name in self.stage_names[:frozen_stages]]
-        return self.stem_modules() + stages
+        return ["conv1", "bn1"] + self.stage_names[:frozen_stages]
+
+    def frozen_modules(self, frozen_stages: int) -> List[nn.Module]:
+        return [getattr(self, name) for name in self.frozen_module_names(frozen_stages)]
 
     def freeze(self, frozen_stages: int) -> "ResNeSt":
         """Stop training the stem and the first ``frozen_stages`` stages (OpenMMLab's ``frozen_stages``; detectron2's
@@ -271,11 +270,8 @@ class ResNeSt(nn.Module):
 
     def convert_frozen_to_frozen_bn(self) -> "ResNeSt":
         """Replace the BatchNorms of the frozen part by FrozenBatchNorm2d (detectron2's behaviour for FREEZE_AT)."""
-        if self.frozen_stages >= 0:
-            self.conv1 = FrozenBatchNorm2d.convert_frozen_batchnorm(self.conv1)
-            self.bn1 = FrozenBatchNorm2d.convert_frozen_batchnorm(self.bn1)
-            for name in self.stage_names[:self.frozen_stages]:
-                setattr(self, name, FrozenBatchNorm2d.convert_frozen_batchnorm(getattr(self, name)))
+        for name in self.frozen_module_names(self.frozen_stages):
+            setattr(self, name, FrozenBatchNorm2d.convert_frozen_batchnorm(getattr(self, name)))
         return self
 
     def train(self, mode: bool = True) -> "ResNeSt":
