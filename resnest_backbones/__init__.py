@@ -38,9 +38,7 @@ def create_model(name: str, pretrained: Union[bool, str] = False, **overrides) -
         [('res4', 1024, 16), ('res5', 2048, 32)]
     """
     variant = get_variant(name)
-    arch = variant.arch()
-    arch.update(overrides)
-    model = ResNeSt(**arch)
+    model = ResNeSt(**{**variant.kwargs(), **overrides})
     model.variant = name
     model.pretrained_cfg = variant.checkpoint
     if pretrained:

@@ -1,4 +1,4 @@
-"""TorchScript and ONNX export of a ResNeSt backbone (eager or fused by :mod:`resnest_backbones.fast_path`).
+"""TorchScript and ONNX export of a ResNeSt backbone (eager or fused by :mod:`resnest_backbones.fast_inference`).
 
 Both formats are produced by tracing: ``ResNeSt.forward`` returns either a dict of stages or logits and selects its
 stages by name, which is Python-level control flow that tracing resolves once for the given model. Shapes stay
@@ -20,7 +20,7 @@ from typing import List, Optional, Sequence, Tuple
 import torch
 from torch import nn
 
-from .fast_path import fuse_for_inference
+from .fast_inference import to_fast_inference
 
 
 class ExportWrapper(nn.Module):
@@ -50,7 +50,7 @@ def prepare(model: nn.Module, fast: bool = False, head: bool = False) -> ExportW
     """Return an eval-mode :class:`ExportWrapper` of a copy of ``model``, fused if ``fast`` (``model`` is untouched)."""
     model = copy.deepcopy(model).eval()
     if fast:
-        model = fuse_for_inference(model)
+        model = to_fast_inference(model)
     return ExportWrapper(model, head).eval()
 
 
@@ -69,7 +69,7 @@ def export_torchscript(model: nn.Module, path: Optional[str] = None, example_inp
         model: a ResNeSt. It is copied, so the caller's model is not changed.
         path: where to save the traced module, or None.
         example_input: tracing input; default one 224x224 RGB image.
-        fast: fuse the copy with :func:`fuse_for_inference` first.
+        fast: fuse the copy with :func:`to_fast_inference` first.
         head: trace the logits instead of the features.
 
     Returns:
@@ -98,7 +98,7 @@ def export_onnx(model: nn.Module, path: str, example_input: Optional[torch.Tenso
         model: a ResNeSt (copied; the caller's model is not changed).
         path: output file.
         example_input: tracing input; default one 224x224 RGB image.
-        fast: fuse the copy with :func:`fuse_for_inference` first (BN folded: a smaller, faster graph).
+        fast: fuse the copy with :func:`to_fast_inference` first (BN folded: a smaller, faster graph).
         head: export the logits instead of the features.
         opset: ONNX opset version.
         dynamic: make batch, height and width dynamic axes.

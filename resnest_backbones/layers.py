@@ -1,6 +1,7 @@
-"""Small layers shared by the core model and every adapter: DropBlock, FrozenBatchNorm2d, norm-layer selection."""
+"""Small layers shared by the core model and every adapter: DropBlock, FrozenBatchNorm2d, and the one table of
+norm layers (``NORM_LAYERS``) that every adapter maps its framework's norm names onto."""
 from functools import partial
-from typing import Callable, Union
+from typing import Callable, Dict, Union
 
 import torch
 import torch.nn.functional as F
@@ -26,12 +27,13 @@ class DropBlock2D(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self.training or self.drop_prob == 0.0:
             return x
-        height, width = x.shape[-2:]
+        height, width = x.shape[-2], x.shape[-1]
         block = min(self.block_size, height, width)
         valid = max((height - block + 1) * (width - block + 1), 1)
         gamma = self.drop_prob * height * width / (block ** 2) / valid
         seeds = (torch.rand_like(x) < gamma).to(x.dtype)
-        # Grow each seed into a block; odd padding keeps the spatial size for any block size.
+        # Grow each seed into a block. Padding block // 2 keeps the size for an odd block; an even block makes the
+        # map one row and column larger, and the slice below trims it back.
         dropped = F.max_pool2d(seeds, block, stride=1, padding=block // 2)
         if block % 2 == 0:
             dropped = dropped[..., :height, :width]
@@ -89,21 +91,67 @@ class FrozenBatchNorm2d(nn.Module):
         return module
 
 
-NORM_LAYERS = {
+def _group_norm(num_channels: int, num_groups: int = 32, **options) -> nn.GroupNorm:
+    return nn.GroupNorm(num_groups, num_channels, **options)
+
+
+# The one table of norm layers. Each entry is called as ``entry(num_channels, **options)``; the options are the
+# layer's own keyword arguments (``eps``, ``momentum``; ``num_groups`` for GN, default 32). Adapters map their
+# framework's names onto these keys (mmcv's ``BN2d`` -> ``BN``, detectron2's ``FrozenBN`` -> ``FrozenBN``, ...).
+NORM_LAYERS: Dict[str, Callable[..., nn.Module]] = {
     "BN": nn.BatchNorm2d,
     "SyncBN": nn.SyncBatchNorm,
     "FrozenBN": FrozenBatchNorm2d,
-    "GN": partial(nn.GroupNorm, 32),
+    "GN": _group_norm,
 }
 
 
-def make_norm_layer(norm: NormSpec) -> Callable[[int], nn.Module]:
-    """Turn ``norm`` (one of ``NORM_LAYERS``' names, a callable ``f(num_channels)``, or None for BN) into a callable."""
+def make_norm_layer(norm: NormSpec, requires_grad: bool = True, **options) -> Callable[[int], nn.Module]:
+    """Turn ``norm`` into a factory ``f(num_channels) -> nn.Module``.
+
+    Args:
+        norm: a key of ``NORM_LAYERS`` (``'BN'``, ``'SyncBN'``, ``'FrozenBN'``, ``'GN'``), a callable
+            ``f(num_channels)``, or None (BatchNorm2d).
+        requires_grad: False makes the layers' affine parameters fixed (OpenMMLab's ``norm_cfg.requires_grad``).
+        **options: keyword arguments of the layer (``eps``, ``momentum``, ``num_groups`` for GN); only with a name.
+    """
     if norm is None:
-        return nn.BatchNorm2d
+        norm = "BN"
     if callable(norm):
-        return norm
-    if norm not in NORM_LAYERS:
+        if options:
+            raise ValueError(f"norm options {sorted(options)} need a norm name, not a callable")
+        build = norm
+    elif norm in NORM_LAYERS:
+        build = partial(NORM_LAYERS[norm], **options)
+    else:
         raise ValueError(f"Unknown norm_layer {norm!r}: use one of {sorted(NORM_LAYERS)} or a callable "
                          "num_channels -> nn.Module")
-    return NORM_LAYERS[norm]
+    if requires_grad:
+        return build
+
+    def build_fixed(num_channels: int) -> nn.Module:
+        module = build(num_channels)
+        for parameter in module.parameters():
+            parameter.requires_grad_(False)
+        return module
+    return build_fixed
+
+
+def single_group(norm_layer: Callable[[int], nn.Module]) -> Callable[[int], nn.Module]:
+    """``norm_layer``, except that a GroupNorm it builds gets one group (same eps, affine and ``requires_grad``).
+
+    Used for split attention's ``bn1``, which normalises a 1x1 map: a GroupNorm with several groups normalises each
+    group's few values on its own, so with 32 groups over 32 channels every value becomes 0 and the attention
+    branch carries no signal. One group (a LayerNorm over the attention vector) keeps it informative.
+    """
+    def build(num_channels: int) -> nn.Module:
+        module = norm_layer(num_channels)
+        if not isinstance(module, nn.GroupNorm) or module.num_groups == 1:
+            return module
+        single = nn.GroupNorm(1, num_channels, eps=module.eps, affine=module.affine)
+        if module.affine:
+            single = single.to(module.weight)
+            single.weight.requires_grad_(module.weight.requires_grad)
+            single.bias.requires_grad_(module.bias.requires_grad)
+        return single
+    return build

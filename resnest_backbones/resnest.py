@@ -3,14 +3,14 @@
 Module names follow the official ResNeSt and timm checkpoints (``conv1.0 .. conv1.6``, ``bn1``, ``layer1..4``,
 ``conv2.{conv,bn0,fc1,bn1,fc2}``, ``downsample.{0,1,2}``, ``fc``) so their state dicts load without renaming.
 """
-from typing import Dict, List, Optional, Sequence
+from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn.functional as F
 import torch.utils.checkpoint as cp
 from torch import nn
 
-from .layers import DropBlock2D, FrozenBatchNorm2d, NormSpec, make_norm_layer
+from .layers import DropBlock2D, FrozenBatchNorm2d, NormSpec, make_norm_layer, single_group
 from .split_attention import SplitAttention
 
 STAGE_NAMES = ("res2", "res3", "res4", "res5")
@@ -45,6 +45,7 @@ class Bottleneck(nn.Module):
         force_avd (bool): apply the avd pool even at stride 1 (first block of a dilated stage, official layout).
         dilation (int): dilation (and padding) of the KxK conv.
         reduction_factor (int): split-attention reduction. norm_layer (callable): norm factory.
+        attention_norm_layer (callable, optional): norm of the split-attention vector (default: ``norm_layer``).
         drop_block_prob (float): DropBlock probability (0 = none).
     """
     expansion = 4
@@ -52,15 +53,15 @@ class Bottleneck(nn.Module):
     def __init__(self, in_channels: int, planes: int, stride: int = 1, downsample: Optional[nn.Module] = None,
                  radix: int = 2, cardinality: int = 1, base_width: int = 64, avd: bool = True,
                  avd_first: bool = False, force_avd: bool = False, dilation: int = 1, reduction_factor: int = 4,
-                 norm_layer=nn.BatchNorm2d, drop_block_prob: float = 0.0):
+                 norm_layer: Callable[[int], nn.Module] = nn.BatchNorm2d,
+                 attention_norm_layer: Optional[Callable[[int], nn.Module]] = None, drop_block_prob: float = 0.0):
         super().__init__()
         group_width = int(planes * (base_width / 64.0)) * cardinality
         use_avd = avd and (stride > 1 or force_avd)
         conv_stride = 1 if use_avd else stride
-        self.radix = radix
         self.avd_first = avd_first
 
-        def drop_block():
+        def drop_block() -> nn.Module:
             return DropBlock2D(drop_block_prob, 3) if drop_block_prob > 0 else nn.Identity()
 
         self.conv1 = nn.Conv2d(in_channels, group_width, 1, bias=False)
@@ -71,8 +72,9 @@ class Bottleneck(nn.Module):
         if radix >= 1:
             self.conv2 = SplitAttention(group_width, group_width, 3, conv_stride, dilation, dilation, cardinality,
                                         radix, reduction_factor, norm_layer=norm_layer,
-                                        drop_block=drop_block() if drop_block_prob > 0 else None)
+                                        attention_norm_layer=attention_norm_layer, drop_block=drop_block())
             self.bn2 = None
+            self.drop_block2 = None
         else:
             self.conv2 = nn.Conv2d(group_width, group_width, 3, conv_stride, dilation, dilation,
                                    groups=cardinality, bias=False)
@@ -89,7 +91,7 @@ class Bottleneck(nn.Module):
         if self.avd_layer is not None and self.avd_first:
             out = self.avd_layer(out)
         out = self.conv2(out)
-        if self.bn2 is not None:
+        if self.bn2 is not None and self.drop_block2 is not None:  # radix 0: plain conv, norm, ReLU
             out = self.relu(self.drop_block2(self.bn2(out)))
         if self.avd_layer is not None and not self.avd_first:
             out = self.avd_layer(out)
@@ -100,15 +102,42 @@ class Bottleneck(nn.Module):
         return self.relu(out)
 
 
+class Stage(nn.Sequential):
+    """The blocks of one stage, run in order; each block under gradient checkpointing when ``with_cp`` is set and
+    the stage trains (activations are recomputed in backward instead of stored)."""
+
+    def __init__(self, *blocks: nn.Module):
+        super().__init__(*blocks)
+        self.with_cp = False
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.with_cp and self.training and x.requires_grad and not torch.jit.is_scripting():
+            return self._forward_checkpointed(x)
+        for block in self:
+            x = block(x)
+        return x
+
+    @torch.jit.unused
+    def _forward_checkpointed(self, x: torch.Tensor) -> torch.Tensor:
+        for block in self:
+            x = cp.checkpoint(block, x, use_reentrant=False)
+        return x
+
+
+def _check_positive(name: str, value, minimum: int = 1) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+
+
 class ResNeSt(nn.Module):
     """ResNeSt network (Zhang et al., "ResNeSt: Split-Attention Networks", 2020).
 
     Args:
-        layers (sequence of 4 ints): blocks per stage.
-        radix (int): splits per cardinal group (paper's R). Default: 2.
-        cardinality (int): cardinal groups (paper's K). Default: 1.
-        base_width (int): bottleneck width per group at the first stage. Default: 64.
-        stem_width (int): width of the deep stem's first two convs (the third doubles it). Default: 32.
+        layers (sequence of 4 ints): blocks per stage, each >= 1.
+        radix (int): splits per cardinal group (paper's R); 0 builds a plain ResNet-D block. Default: 2.
+        cardinality (int): cardinal groups (paper's K), >= 1. Default: 1.
+        base_width (int): bottleneck width per group at the first stage, >= 1. Default: 64.
+        stem_width (int): width of the deep stem's first two convs (the third doubles it), >= 1. Default: 32.
         deep_stem (bool): three 3x3 convs instead of one 7x7. Default: True.
         avg_down (bool): average-pool then 1x1 conv on strided shortcuts. Default: True.
         avd (bool): average-pool downsampling inside the block. Default: True.
@@ -119,7 +148,12 @@ class ResNeSt(nn.Module):
             segmentation models: contracted dilation and a 3x3 stride-1 avd pool), ``'mmseg'`` (contracted dilation,
             no avd pool: mmseg's ResNeSt with ``contract_dilation=True``), ``'timm'`` (as ``'mmseg'`` plus timm's 2x2
             same-padded average pool on the shortcut). Default: ``'official'``.
-        norm_layer (str or callable): ``'BN'``, ``'SyncBN'``, ``'FrozenBN'``, ``'GN'`` or ``f(num_channels)``.
+        norm_layer (str or callable): a name of ``layers.NORM_LAYERS`` (``'BN'``, ``'SyncBN'``, ``'FrozenBN'``,
+            ``'GN'`` = 32 groups) or ``f(num_channels)``. Default: ``'BN'``.
+        attention_norm_layer (str or callable, optional): norm of split attention's 1x1 attention vector (``bn1``).
+            Default None: ``norm_layer``, except that a GroupNorm gets ONE group (``layers.single_group``: with 32
+            groups over a 1x1 map the attention would carry no signal). Pass ``norm_layer`` itself to build what
+            mmdet's, mmseg's and detectron2's GN models build.
         drop_block_prob (float): DropBlock probability in stages 3 and 4, training only. Default: 0.
         last_gamma (bool): zero-init the last BN of each block. Default: False.
         out_features (sequence of str): which of ``res2..res5`` ``forward_features`` returns. Default: all four.
@@ -128,9 +162,10 @@ class ResNeSt(nn.Module):
         frozen_stages (int): -1 trains everything, 0 freezes the stem, k also freezes ``layer1..layer k``.
         norm_eval (bool): keep every BatchNorm in eval mode during training (re-applied by ``train()``).
         with_cp (bool): gradient checkpointing of each block (saves memory, costs a recompute).
+        in_channels (int): input image channels. Default: 3.
 
     Stages after the last one needed are not built when there is no classification head (DDP would otherwise
-    complain about parameters that get no gradient).
+    complain about parameters that get no gradient); their attributes are None.
 
     Example:
         >>> model = ResNeSt([3, 4, 6, 3], stem_width=32)
@@ -141,84 +176,132 @@ class ResNeSt(nn.Module):
     def __init__(self, layers: Sequence[int], radix: int = 2, cardinality: int = 1, base_width: int = 64,
                  stem_width: int = 32, deep_stem: bool = True, avg_down: bool = True, avd: bool = True,
                  avd_first: bool = False, reduction_factor: int = 4, output_stride: int = 32,
-                 dilated_layout: str = "official", norm_layer: NormSpec = "BN", drop_block_prob: float = 0.0,
-                 last_gamma: bool = False, out_features: Sequence[str] = STAGE_NAMES, num_classes: int = 0,
-                 final_drop: float = 0.0, frozen_stages: int = -1, norm_eval: bool = False, with_cp: bool = False,
-                 in_channels: int = 3):
+                 dilated_layout: str = "official", norm_layer: NormSpec = "BN",
+                 attention_norm_layer: NormSpec = None, drop_block_prob: float = 0.0, last_gamma: bool = False,
+                 out_features: Sequence[str] = STAGE_NAMES, num_classes: int = 0, final_drop: float = 0.0,
+                 frozen_stages: int = -1, norm_eval: bool = False, with_cp: bool = False, in_channels: int = 3):
         super().__init__()
-        if len(layers) != 4 or min(layers) < 1:
-            raise ValueError(f"layers must be 4 positive block counts, got {list(layers)}")
-        if output_stride not in (8, 16, 32):
-            raise ValueError(f"output_stride must be 8, 16 or 32, got {output_stride}")
-        if dilated_layout not in DILATED_LAYOUTS:
-            raise ValueError(f"dilated_layout must be one of {sorted(DILATED_LAYOUTS)}, got {dilated_layout!r}")
-        unknown = [f for f in out_features if f not in STAGE_NAMES]
-        if unknown or not out_features:
-            raise ValueError(f"out_features {list(out_features)} must be a non-empty subset of {list(STAGE_NAMES)}")
-        if not -1 <= frozen_stages <= 4:
-            raise ValueError(f"frozen_stages must be in [-1, 4], got {frozen_stages}")
-        layout = DILATED_LAYOUTS[dilated_layout]
+        out_features = self._check_arguments(layers, radix, cardinality, base_width, stem_width, reduction_factor,
+                                             output_stride, dilated_layout, out_features, num_classes,
+                                             frozen_stages, in_channels)
         norm = make_norm_layer(norm_layer)
-        self.out_features = [f for f in STAGE_NAMES if f in out_features]
+        self.out_features: List[str] = [f for f in STAGE_NAMES if f in out_features]
         self.num_classes = num_classes
         self.norm_eval = norm_eval
-        self.with_cp = with_cp
         self.frozen_stages = -1
 
-        if deep_stem:
-            self.conv1 = nn.Sequential(
-                nn.Conv2d(in_channels, stem_width, 3, 2, 1, bias=False), norm(stem_width), nn.ReLU(inplace=True),
-                nn.Conv2d(stem_width, stem_width, 3, 1, 1, bias=False), norm(stem_width), nn.ReLU(inplace=True),
-                nn.Conv2d(stem_width, stem_width * 2, 3, 1, 1, bias=False))
-            channels = stem_width * 2
-        else:
-            self.conv1 = nn.Conv2d(in_channels, 64, 7, 2, 3, bias=False)
-            channels = 64
-        self.bn1 = norm(channels)
+        self.conv1, self.bn1, channels = self._make_stem(in_channels, stem_width, deep_stem, norm)
         self.relu = nn.ReLU(inplace=True)
         self.maxpool = nn.MaxPool2d(3, 2, 1)
 
-        last_stage = 4 if num_classes > 0 else max(STAGE_NAMES.index(f) for f in self.out_features) + 1
+        block_args = dict(radix=radix, cardinality=cardinality, base_width=base_width, avd=avd, avd_first=avd_first,
+                          reduction_factor=reduction_factor, norm_layer=norm,
+                          attention_norm_layer=(single_group(norm) if attention_norm_layer is None
+                                                else make_norm_layer(attention_norm_layer)))
+        built = 4 if num_classes > 0 else max(STAGE_NAMES.index(f) for f in self.out_features) + 1
+        self.stage_names: List[str] = [f"layer{index + 1}" for index in range(built)]
         self.feature_info: List[Dict] = []
-        self.stage_names: List[str] = []
         stride, dilation = 4, 1
-        for index in range(last_stage):
-            planes = 64 * 2 ** index
-            stage_stride = 1 if index == 0 else 2
-            previous_dilation = dilation
-            if index > 0 and stride >= output_stride:
-                dilation *= stage_stride
-                stage_stride = 1
-            stride *= stage_stride
-            blocks = []
-            for block_index in range(layers[index]):
-                first = block_index == 0
-                downsample = None
-                if first and (stage_stride != 1 or channels != planes * Bottleneck.expansion):
-                    downsample = self._shortcut(channels, planes * Bottleneck.expansion, stage_stride, dilation,
-                                                avg_down, layout["dilated_downsample_pool"], norm)
-                blocks.append(Bottleneck(
-                    channels, planes, stage_stride if first else 1, downsample, radix, cardinality, base_width,
-                    avd, avd_first,
-                    # Official code: the first block of stages 2-4 pools even at stride 1 (dilated stage).
-                    force_avd=first and index > 0 and dilation > 1 and layout["dilated_avd"],
-                    # First block of a dilated stage uses the previous (contracted) dilation.
-                    dilation=previous_dilation if first else dilation,
-                    reduction_factor=reduction_factor, norm_layer=norm,
-                    drop_block_prob=drop_block_prob if index >= 2 else 0.0))
-                channels = planes * Bottleneck.expansion
-            self.add_module(f"layer{index + 1}", nn.Sequential(*blocks))
-            self.stage_names.append(f"layer{index + 1}")
-            self.feature_info.append(dict(name=STAGE_NAMES[index], channels=channels, stride=stride,
-                                          module=f"layer{index + 1}"))
-        self.feature_info = [info for info in self.feature_info if info["name"] in self.out_features]
+        for index in range(4):
+            stage = None
+            if index < built:
+                # A stage past output_stride keeps the resolution and dilates instead (DeepLab's atrous stages).
+                dilate = index > 0 and stride >= output_stride
+                stage_stride = 1 if index == 0 or dilate else 2
+                stage_dilation = dilation * 2 if dilate else dilation
+                stage = self._make_stage(channels, 64 * 2 ** index, layers[index], stage_stride, dilation,
+                                         stage_dilation, avg_down, DILATED_LAYOUTS[dilated_layout],
+                                         drop_block_prob if index >= 2 else 0.0, block_args)
+                channels, stride, dilation = 64 * 2 ** index * Bottleneck.expansion, stride * stage_stride, \
+                    stage_dilation
+                if STAGE_NAMES[index] in self.out_features:
+                    self.feature_info.append(dict(name=STAGE_NAMES[index], channels=channels, stride=stride,
+                                                  module=f"layer{index + 1}"))
+            setattr(self, f"layer{index + 1}", stage)  # None for a stage that is not built
         self.num_features = channels
 
-        if num_classes > 0:
-            self.drop = nn.Dropout(final_drop) if final_drop > 0 else None
-            self.fc = nn.Linear(channels, num_classes)
+        self.drop = nn.Dropout(final_drop) if num_classes > 0 and final_drop > 0 else None
+        self.fc = nn.Linear(channels, num_classes) if num_classes > 0 else None
         self._init_weights(last_gamma)
         self.freeze(frozen_stages)
+        self.with_cp = with_cp
+
+    # TorchScript compiles forward only; this Python-side switch stays out of it.
+    __jit_unused_properties__ = ["with_cp"]
+
+    @property
+    def with_cp(self) -> bool:
+        """Gradient checkpointing of every block while training (set on each stage)."""
+        return any(getattr(stage, "with_cp", False) for stage in self._stages())
+
+    @with_cp.setter
+    def with_cp(self, value: bool) -> None:
+        for stage in self._stages():
+            if isinstance(stage, Stage):
+                stage.with_cp = bool(value)
+
+    def _stages(self) -> List[nn.Module]:
+        return [getattr(self, name) for name in self.stage_names]
+
+    @staticmethod
+    def _check_arguments(layers, radix, cardinality, base_width, stem_width, reduction_factor, output_stride,
+                         dilated_layout, out_features, num_classes, frozen_stages, in_channels) -> List[str]:
+        """Validate the arguments with messages that name them; returns ``out_features`` as a list."""
+        if isinstance(layers, (str, bytes)) or len(layers) != 4:
+            raise ValueError(f"layers must be 4 block counts (res2..res5), e.g. [3, 4, 6, 3], got {layers!r}")
+        for index, count in enumerate(layers):
+            _check_positive(f"layers[{index}]", count)
+        _check_positive("radix", radix, minimum=0)
+        for name, value in (("cardinality", cardinality), ("base_width", base_width), ("stem_width", stem_width),
+                            ("reduction_factor", reduction_factor), ("in_channels", in_channels)):
+            _check_positive(name, value)
+        _check_positive("num_classes", num_classes, minimum=0)
+        if output_stride not in (8, 16, 32):
+            raise ValueError(f"output_stride must be 8, 16 or 32, got {output_stride!r}")
+        if dilated_layout not in DILATED_LAYOUTS:
+            raise ValueError(f"dilated_layout must be one of {sorted(DILATED_LAYOUTS)}, got {dilated_layout!r}")
+        if isinstance(out_features, str):
+            raise ValueError(f"out_features must be a list of stage names, got the string {out_features!r}; "
+                             f"write [{out_features!r}]")
+        out_features = list(out_features)
+        unknown = [f for f in out_features if f not in STAGE_NAMES]
+        if unknown or not out_features:
+            raise ValueError(f"out_features {out_features} must be a non-empty subset of {list(STAGE_NAMES)}")
+        if isinstance(frozen_stages, bool) or frozen_stages not in range(-1, 5):
+            raise ValueError(f"frozen_stages must be an integer in [-1, 4], got {frozen_stages!r}")
+        return out_features
+
+    @staticmethod
+    def _make_stem(in_channels: int, stem_width: int, deep_stem: bool,
+                   norm: Callable[[int], nn.Module]) -> Tuple[nn.Module, nn.Module, int]:
+        """``(conv1, bn1, out_channels)``: three 3x3 convs (deep stem, the last one doubling the width) or one 7x7."""
+        if not deep_stem:
+            return nn.Conv2d(in_channels, 64, 7, 2, 3, bias=False), norm(64), 64
+        conv1 = nn.Sequential(
+            nn.Conv2d(in_channels, stem_width, 3, 2, 1, bias=False), norm(stem_width), nn.ReLU(inplace=True),
+            nn.Conv2d(stem_width, stem_width, 3, 1, 1, bias=False), norm(stem_width), nn.ReLU(inplace=True),
+            nn.Conv2d(stem_width, stem_width * 2, 3, 1, 1, bias=False))
+        return conv1, norm(stem_width * 2), stem_width * 2
+
+    @staticmethod
+    def _make_stage(in_channels: int, planes: int, blocks: int, stride: int, previous_dilation: int, dilation: int,
+                    avg_down: bool, layout: Dict, drop_block_prob: float, block_args: Dict) -> Stage:
+        """One stage (torchvision's ``_make_layer``): a first block that changes resolution and/or width, then
+        ``blocks - 1`` identical blocks."""
+        out_channels = planes * Bottleneck.expansion
+        norm = block_args["norm_layer"]
+        downsample = None
+        if stride != 1 or in_channels != out_channels:
+            downsample = ResNeSt._shortcut(in_channels, out_channels, stride, dilation, avg_down,
+                                           layout["dilated_downsample_pool"], norm)
+        first = Bottleneck(in_channels, planes, stride, downsample,
+                           # Official code: the first block of a dilated stage pools even at stride 1.
+                           force_avd=dilation > 1 and layout["dilated_avd"],
+                           # The first block of a dilated stage uses the previous (contracted) dilation.
+                           dilation=previous_dilation, drop_block_prob=drop_block_prob, **block_args)
+        rest = [Bottleneck(out_channels, planes, 1, None, dilation=dilation, drop_block_prob=drop_block_prob,
+                           **block_args) for _ in range(blocks - 1)]
+        return Stage(first, *rest)
 
     @staticmethod
     def _shortcut(in_channels, out_channels, stride, dilation, avg_down, dilated_pool, norm) -> nn.Sequential:
@@ -259,8 +342,8 @@ class ResNeSt(nn.Module):
         """Stop training the stem and the first ``frozen_stages`` stages (OpenMMLab's ``frozen_stages``; detectron2's
         ``FREEZE_AT`` equals ``frozen_stages + 1``). Their parameters stop requiring grad and their norm layers stay
         in eval mode, also after ``train()``. Returns self."""
-        if not -1 <= frozen_stages <= 4:
-            raise ValueError(f"frozen_stages must be in [-1, 4], got {frozen_stages}")
+        if isinstance(frozen_stages, bool) or frozen_stages not in range(-1, 5):
+            raise ValueError(f"frozen_stages must be an integer in [-1, 4], got {frozen_stages!r}")
         self.frozen_stages = frozen_stages
         for module in self.frozen_modules(frozen_stages):
             module.eval()
@@ -285,40 +368,65 @@ class ResNeSt(nn.Module):
                         module.eval()
         return self
 
-    # ----- forward
+    # ----- forward (straight-line and TorchScript-compatible: unbuilt stages are None attributes)
+    def _check_input(self, x: torch.Tensor) -> None:
+        if x.dim() != 4:
+            raise ValueError("ResNeSt expects a (N, C, H, W) batch, got a tensor with {} dims".format(x.dim()))
+        if x.size(0) == 0:
+            raise ValueError("ResNeSt got an empty batch (0 images); skip the call when there is nothing to process")
+        if not torch.jit.is_scripting():
+            self._check_dtype(x)
+
+    @torch.jit.unused
+    def _check_dtype(self, x: torch.Tensor) -> None:
+        weight = next(self.parameters(), None)  # the stem's first conv weight
+        if weight is not None and x.dtype != weight.dtype and not torch.is_autocast_enabled(x.device.type):
+            raise TypeError(f"ResNeSt input dtype {x.dtype} differs from the model's {weight.dtype}: convert the "
+                            "input (x.to(dtype)) or the model (model.to(dtype)), or run under torch.autocast")
+
     def forward_stem(self, x: torch.Tensor) -> torch.Tensor:
         return self.maxpool(self.relu(self.bn1(self.conv1(x))))
 
-    def _run_stage(self, stage: nn.Sequential, x: torch.Tensor) -> torch.Tensor:
-        if self.with_cp and self.training and x.requires_grad:
-            for block in stage:
-                x = cp.checkpoint(block, x, use_reentrant=False)
-            return x
-        return stage(x)
+    def _forward_stages(self, x: torch.Tensor) -> Tuple[Dict[str, torch.Tensor], torch.Tensor]:
+        """``(the out_features dict, the last built stage's output)``."""
+        if not torch.jit.is_tracing() and not torch.compiler.is_compiling():
+            self._check_input(x)
+        x = self.forward_stem(x)
+        outputs: Dict[str, torch.Tensor] = {}
+        if self.layer1 is not None:
+            x = self.layer1(x)
+            if "res2" in self.out_features:
+                outputs["res2"] = x
+        if self.layer2 is not None:
+            x = self.layer2(x)
+            if "res3" in self.out_features:
+                outputs["res3"] = x
+        if self.layer3 is not None:
+            x = self.layer3(x)
+            if "res4" in self.out_features:
+                outputs["res4"] = x
+        if self.layer4 is not None:
+            x = self.layer4(x)
+            if "res5" in self.out_features:
+                outputs["res5"] = x
+        return outputs, x
 
     def forward_features(self, x: torch.Tensor) -> Dict[str, torch.Tensor]:
         """Return ``{name: feature}`` for ``self.out_features`` (strides 4, 8, 16, 32 unless dilated)."""
-        if x.dim() != 4:
-            raise ValueError(f"ResNeSt expects a (N, C, H, W) batch, got shape {tuple(x.shape)}")
-        x = self.forward_stem(x)
-        outputs = {}
-        for name, stage_name in zip(STAGE_NAMES, self.stage_names):
-            x = self._run_stage(getattr(self, stage_name), x)
-            if name in self.out_features:
-                outputs[name] = x
-        return outputs
+        return self._forward_stages(x)[0]
 
     def forward_head(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits from the last stage's feature map (a model built with ``num_classes > 0``)."""
+        if self.fc is None:
+            raise RuntimeError("This ResNeSt has no classification head: build it with num_classes > 0")
         x = torch.flatten(F.adaptive_avg_pool2d(x, 1), 1)
         if self.drop is not None:
             x = self.drop(x)
         return self.fc(x)
 
-    def forward(self, x: torch.Tensor):
+    def forward(self, x: torch.Tensor) -> Union[torch.Tensor, Dict[str, torch.Tensor]]:
         """Logits when the model has a classification head, else the ``forward_features`` dict."""
-        if self.num_classes > 0:
-            x = self.forward_stem(x)
-            for stage_name in self.stage_names:
-                x = self._run_stage(getattr(self, stage_name), x)
-            return self.forward_head(x)
-        return self.forward_features(x)
+        features, last = self._forward_stages(x)
+        if self.fc is not None:
+            return self.forward_head(last)
+        return features

@@ -26,8 +26,8 @@ class RadixSoftmax(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         batch = x.size(0)
         if self.radix > 1:
-            x = x.view(batch, self.cardinality, self.radix, -1).transpose(1, 2)
-            return F.softmax(x, dim=1).reshape(batch, -1)
+            x = x.view(batch, self.cardinality, self.radix, x.size(1) // (self.cardinality * self.radix))
+            return F.softmax(x.transpose(1, 2), dim=1).reshape(batch, x.size(1) * x.size(2) * x.size(3))
         return torch.sigmoid(x)
 
 
@@ -43,15 +43,19 @@ class SplitAttention(nn.Module):
         reduction_factor (int): attention width is ``max(in_channels * radix // reduction_factor, min_attention_width)``.
             Default: 4.
         min_attention_width (int): lower bound of the attention width. Default: 32.
-        norm_layer (callable): ``norm_layer(num_channels)`` returns a normalisation module. Default: BatchNorm2d.
-            A GroupNorm for ``bn1`` (which normalises a 1x1 map) is built with one group.
+        norm_layer (callable): ``norm_layer(num_channels)`` returns a normalisation module (``bn0``). Default:
+            BatchNorm2d.
+        attention_norm_layer (callable, optional): the norm of the 1x1 attention vector (``bn1``). Default:
+            ``norm_layer``. ``ResNeSt`` passes ``layers.single_group(norm_layer)`` unless told otherwise.
         drop_block (nn.Module, optional): applied after ``bn0`` (DropBlock in stages 3 and 4 of the paper).
     """
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int = 3, stride: int = 1,
                  padding: int = 1, dilation: int = 1, cardinality: int = 1, radix: int = 2,
                  reduction_factor: int = 4, min_attention_width: int = 32,
-                 norm_layer: Callable[[int], nn.Module] = nn.BatchNorm2d, drop_block: Optional[nn.Module] = None):
+                 norm_layer: Callable[[int], nn.Module] = nn.BatchNorm2d,
+                 attention_norm_layer: Optional[Callable[[int], nn.Module]] = None,
+                 drop_block: Optional[nn.Module] = None):
         super().__init__()
         if radix < 1:
             raise ValueError(f"SplitAttention needs radix >= 1, got {radix}; use a plain conv for radix 0")
@@ -67,26 +71,18 @@ class SplitAttention(nn.Module):
         self.drop_block = drop_block if drop_block is not None else nn.Identity()
         self.relu = nn.ReLU(inplace=True)
         self.fc1 = nn.Conv2d(out_channels, attention_width, 1, groups=cardinality)
-        self.bn1 = norm_layer(attention_width)
-        if isinstance(self.bn1, nn.GroupNorm) and self.bn1.num_groups > 1:
-            # bn1 sees a 1x1 map: GroupNorm with several groups would normalise each group's few values to a
-            # constant (a dead attention branch). One group (LayerNorm over the attention vector) is well defined.
-            self.bn1 = nn.GroupNorm(1, attention_width, eps=self.bn1.eps, affine=self.bn1.affine)
+        self.bn1 = (attention_norm_layer or norm_layer)(attention_width)
         self.fc2 = nn.Conv2d(attention_width, out_channels * radix, 1, groups=cardinality)
         self.rsoftmax = RadixSoftmax(radix, cardinality)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.relu(self.drop_block(self.bn0(self.conv(x))))
-        batch, channels, height, width = x.shape
-        if self.radix > 1:
-            # (B, radix, C, H, W): summing over dim 1 adds the splits without a Python loop.
-            splits = x.view(batch, self.radix, self.out_channels, height, width)
-            gap = splits.sum(dim=1).mean((2, 3), keepdim=True)
-        else:
-            gap = x.mean((2, 3), keepdim=True)
-        attention = self.fc2(self.relu(self.bn1(self.fc1(gap))))
-        attention = self.rsoftmax(attention).view(batch, -1, 1, 1)
-        if self.radix > 1:
-            attention = attention.view(batch, self.radix, self.out_channels, 1, 1)
-            return (splits * attention).sum(dim=1)
-        return x * attention
+        batch, height, width = x.size(0), x.size(2), x.size(3)
+        # (B, radix, C, H, W): summing over dim 1 adds the splits without a Python loop (radix 1: a view of x).
+        splits = x.view(batch, self.radix, self.out_channels, height, width)
+        gap = splits.sum(dim=1).mean((2, 3), keepdim=True) if self.radix > 1 else x.mean((2, 3), keepdim=True)
+        attention = self.rsoftmax(self.fc2(self.relu(self.bn1(self.fc1(gap)))))
+        if self.radix == 1:
+            return x * attention.view(batch, self.out_channels, 1, 1)
+        attention = attention.view(batch, self.radix, self.out_channels, 1, 1)
+        return (splits * attention).sum(dim=1)

@@ -4,8 +4,8 @@ Hyper-parameters and checkpoints are those of the official release (``resnest/to
 ``ablation.py``); ResNeSt-14/26 were released with the GluonCV models and are published in PyTorch form by timm.
 The short hash in each file name is the prefix of the file's SHA-256 (``torch.hub`` convention), checked on download.
 """
-from dataclasses import dataclass, field
-from typing import Dict, Optional, Sequence, Tuple
+from dataclasses import dataclass
+from typing import Dict, Optional, Tuple
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -31,20 +31,13 @@ class Checkpoint:
 
 @dataclass(frozen=True)
 class Variant:
-    """Architecture hyper-parameters of one published model, handed to ``ResNeSt(**arch)``."""
-    layers: Sequence[int]
-    radix: int
-    cardinality: int
-    base_width: int
-    stem_width: int
-    avd_first: bool
+    """One published model: ``ResNeSt`` keyword arguments (``arch``) and its ImageNet checkpoint."""
+    arch: Dict
     checkpoint: Optional[Checkpoint] = None
-    extra: Dict = field(default_factory=dict)
 
-    def arch(self) -> Dict:
-        return dict(layers=list(self.layers), radix=self.radix, cardinality=self.cardinality,
-                    base_width=self.base_width, stem_width=self.stem_width, deep_stem=True, avg_down=True,
-                    avd=True, avd_first=self.avd_first, **self.extra)
+    def kwargs(self) -> Dict:
+        """A fresh copy of the architecture arguments, for ``ResNeSt(**variant.kwargs())``."""
+        return {key: list(value) if isinstance(value, (list, tuple)) else value for key, value in self.arch.items()}
 
 
 def _official(name: str, hash8: str, size: int) -> Checkpoint:
@@ -52,23 +45,34 @@ def _official(name: str, hash8: str, size: int) -> Checkpoint:
     return Checkpoint(file_name, _OFFICIAL_URL.format(file_name), size)
 
 
-def _fast(radix: int, cardinality: int, width: int, hash8: str) -> Variant:
-    name = f"resnest50_fast_{radix}s{cardinality}x{width}d"
-    return Variant([3, 4, 6, 3], radix, cardinality, width, 32, avd_first=True,
-                   checkpoint=_official(name, hash8, 224))
+def _timm(file_name: str, size: int) -> Checkpoint:
+    return Checkpoint(file_name, _TIMM_URL.format(file_name), size)
+
+
+# Every ResNeSt is a ResNet-D (deep stem, average-pool shortcut, avd); the variants differ in the fields below.
+_RESNEST = dict(deep_stem=True, avg_down=True, avd=True)
+_DEPTHS = dict(radix=2, cardinality=1, base_width=64, avd_first=False, **_RESNEST)
+
+
+def _fast(radix: int, cardinality: int, base_width: int, hash8: str) -> Variant:
+    """The ablation models of the paper's Table 2 (``resnest50_fast_<radix>s<cardinality>x<width>d``)."""
+    arch = dict(layers=[3, 4, 6, 3], stem_width=32, radix=radix, cardinality=cardinality, base_width=base_width,
+                avd_first=True, **_RESNEST)
+    return Variant(arch, _official(f"resnest50_fast_{radix}s{cardinality}x{base_width}d", hash8, 224))
 
 
 VARIANTS: Dict[str, Variant] = {
-    "resnest14": Variant([1, 1, 1, 1], 2, 1, 64, 32, False,
-                         Checkpoint("gluon_resnest14-9c8fe254.pth", _TIMM_URL.format("gluon_resnest14-9c8fe254.pth"),
-                                    224)),
-    "resnest26": Variant([2, 2, 2, 2], 2, 1, 64, 32, False,
-                         Checkpoint("gluon_resnest26-50eb607c.pth", _TIMM_URL.format("gluon_resnest26-50eb607c.pth"),
-                                    224)),
-    "resnest50": Variant([3, 4, 6, 3], 2, 1, 64, 32, False, _official("resnest50", "528c19ca", 224)),
-    "resnest101": Variant([3, 4, 23, 3], 2, 1, 64, 64, False, _official("resnest101", "22405ba7", 256)),
-    "resnest200": Variant([3, 24, 36, 3], 2, 1, 64, 64, False, _official("resnest200", "75117900", 320)),
-    "resnest269": Variant([3, 30, 48, 8], 2, 1, 64, 64, False, _official("resnest269", "0cc87c48", 416)),
+    "resnest14": Variant(dict(layers=[1, 1, 1, 1], stem_width=32, **_DEPTHS),
+                         _timm("gluon_resnest14-9c8fe254.pth", 224)),
+    "resnest26": Variant(dict(layers=[2, 2, 2, 2], stem_width=32, **_DEPTHS),
+                         _timm("gluon_resnest26-50eb607c.pth", 224)),
+    "resnest50": Variant(dict(layers=[3, 4, 6, 3], stem_width=32, **_DEPTHS), _official("resnest50", "528c19ca", 224)),
+    "resnest101": Variant(dict(layers=[3, 4, 23, 3], stem_width=64, **_DEPTHS),
+                          _official("resnest101", "22405ba7", 256)),
+    "resnest200": Variant(dict(layers=[3, 24, 36, 3], stem_width=64, **_DEPTHS),
+                          _official("resnest200", "75117900", 320)),
+    "resnest269": Variant(dict(layers=[3, 30, 48, 8], stem_width=64, **_DEPTHS),
+                          _official("resnest269", "0cc87c48", 416)),
     "resnest50_fast_1s1x64d": _fast(1, 1, 64, "d8fbf808"),
     "resnest50_fast_2s1x64d": _fast(2, 1, 64, "44938639"),
     "resnest50_fast_4s1x64d": _fast(4, 1, 64, "f74f3fc3"),

@@ -1,5 +1,6 @@
 """load_pretrained: layout detection, strict errors, safe unpickling, verified downloads, and the converter tool."""
 import functools
+import dataclasses
 import hashlib
 import http.server
 import os
@@ -132,9 +133,8 @@ def test_create_model_pretrained_downloads_verifies_and_caches(server, source_mo
     served, base = server
     name = _save_hashed(source_model, served, "resnest14")
     published = variants.VARIANTS["resnest14"]
-    monkeypatch.setitem(variants.VARIANTS, "resnest14", variants.Variant(
-        published.layers, published.radix, published.cardinality, published.base_width, published.stem_width,
-        published.avd_first, variants.Checkpoint(name, f"{base}/{name}", 224)))
+    monkeypatch.setitem(variants.VARIANTS, "resnest14", dataclasses.replace(
+        published, checkpoint=variants.Checkpoint(name, f"{base}/{name}", 224)))
     model = rb.create_model("resnest14", pretrained=True, num_classes=1000)
     assert _features_equal(source_model, model)
     cached = Path(torch.hub.get_dir()) / "checkpoints" / name

@@ -16,18 +16,19 @@ from detectron2.evaluation import COCOEvaluator, LVISEvaluator
 from detectron2.structures import BoxMode
 
 from resnest_backbones.datasets import CLASSES, make_synthetic_dataset
-from resnest_backbones.detectron2.train import Trainer
+from resnest_backbones.apps.detectron2_data import register_synthetic_datasets
+from resnest_backbones.apps.detectron2_train import Trainer, add_training_config
 
 
 @pytest.fixture(scope="module")
 def dataset(tmp_path_factory):
     root = tmp_path_factory.mktemp("synthetic")
-    cfg = rd2.get_resnest_cfg()
+    cfg = add_training_config(rd2.get_resnest_cfg())
     cfg.DATASETS.SYNTHETIC.ROOT = str(root)
     cfg.DATASETS.SYNTHETIC.NUM_TRAIN, cfg.DATASETS.SYNTHETIC.NUM_VAL, cfg.DATASETS.SYNTHETIC.IMAGE_SIZE = 12, 8, 128
     cfg.DATASETS.TRAIN, cfg.DATASETS.TEST = ("synthetic_shapes_train",), ("synthetic_shapes_val",)
     cfg.OUTPUT_DIR = str(root / "out")
-    paths = rd2.register_synthetic_datasets(cfg)
+    paths = register_synthetic_datasets(cfg)
     return cfg, paths
 
 

@@ -12,9 +12,8 @@ import torch
 from conftest import ROOT
 
 import resnest_backbones.detectron2 as rd2  # noqa: F401  (fails the module if detectron2 is missing)
-from resnest_backbones.detectron2.config import load_config
-from resnest_backbones.detectron2.data import register_synthetic_datasets
-from resnest_backbones.detectron2.train import Trainer
+from resnest_backbones.apps.detectron2_data import register_synthetic_datasets
+from resnest_backbones.apps.detectron2_train import Trainer, load_training_config
 
 TOOL = ROOT / "tools" / "train_net.py"
 
@@ -68,7 +67,7 @@ def test_training_writes_checkpoints_metrics_and_pictures(trained):
 def test_resume_restores_iteration_and_weights(trained):
     tmp, output, _ = trained
     saved = torch.load(output / "model_final.pth", map_location="cpu", weights_only=False)
-    cfg = load_config(str(ROOT / "configs/detectron2/quickstart_mask_rcnn_s14_synthetic.yaml"),
+    cfg = load_training_config(str(ROOT / "configs/detectron2/quickstart_mask_rcnn_s14_synthetic.yaml"),
                       _opts(tmp, output, 6), freeze=False)
     register_synthetic_datasets(cfg)
     cfg.freeze()

@@ -45,7 +45,7 @@ import torch  # noqa: E402
 from torch import nn  # noqa: E402
 
 import resnest_backbones as rb  # noqa: E402
-from resnest_backbones.fast_path import fuse_for_inference  # noqa: E402
+from resnest_backbones.fast_inference import to_fast_inference  # noqa: E402
 from resnest_backbones.keymaps import official_to_openmmlab  # noqa: E402
 
 OURS, FAST, TIMM, MMDET, TV = ("ResNeSt-50 ours eager", "ResNeSt-50 ours fast path", "timm resnest50d",
@@ -86,7 +86,7 @@ def build_models(skip_mmdet: bool = False) -> Dict[str, Entry]:
     timm_model = timm.create_model("resnest50d", num_classes=1000)
     ours = rb.create_model("resnest50", num_classes=1000)
     rb.load_pretrained(ours, timm_model.state_dict())
-    fast = fuse_for_inference(copy.deepcopy(ours).eval())
+    fast = to_fast_inference(copy.deepcopy(ours).eval())
     tv = torchvision.models.resnet50()
 
     def timm_features(x):
@@ -312,7 +312,7 @@ def variant_latency(rows: List[Dict], device, memory_format, repeats: int, size:
         name = row["model"]
         if name in rb.list_models():
             eager = rb.create_model(name, num_classes=1000).eval()
-            candidates = {"eager": eager, "fast": fuse_for_inference(copy.deepcopy(eager))}
+            candidates = {"eager": eager, "fast": to_fast_inference(copy.deepcopy(eager))}
         else:
             candidates = {"eager": timm.create_model("resnest50d") if name == TIMM else torchvision.models.resnet50()}
         for key, model in candidates.items():

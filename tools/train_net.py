@@ -6,7 +6,7 @@
         --num-gpus 8
     python tools/train_net.py --config-file <cfg> --eval-only MODEL.WEIGHTS <output>/model_final.pth
 
-Logic: resnest_backbones/detectron2/train.py. Works from any directory (shipped configs are found by name).
+Logic: resnest_backbones/apps/detectron2_train.py. Works from any directory (shipped configs are found by name).
 """
 import os
 import sys
@@ -20,11 +20,11 @@ try:
 except ImportError:  # a checkout without `pip install -e .`
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from detectron2.engine import launch  # noqa: E402
-from resnest_backbones.detectron2.train import argument_parser, main  # noqa: E402
+from detectron2.engine import default_argument_parser, launch  # noqa: E402
+from resnest_backbones.apps.detectron2_train import main  # noqa: E402
 
 if __name__ == "__main__":
-    args = argument_parser().parse_args()
+    args = default_argument_parser().parse_args()
     print("Command Line Args:", args)
     launch(main, args.num_gpus, num_machines=args.num_machines, machine_rank=args.machine_rank,
            dist_url=args.dist_url, args=(args,))

@@ -1,4 +1,5 @@
-"""detectron2 adapter: importing it registers the ResNeSt backbones and the ``resnest://`` weights scheme.
+"""detectron2 adapter: importing it registers the ResNeSt backbones and the ``resnest://`` weights scheme, and
+nothing else (the trainer, datasets and quick start are application code in ``resnest_backbones.apps``).
 
     from resnest_backbones.detectron2 import add_resnest_config
     cfg = get_cfg(); add_resnest_config(cfg); cfg.merge_from_file(config_path("detectron2/mask_rcnn_s50_fpn_1x_coco.yaml"))
@@ -18,10 +19,9 @@ from .backbone import (ResNeStBackbone, build_resnest_backbone, build_resnest_fp
                        build_retinanet_resnest_fpn_backbone, resnest_kwargs)
 from .checkpoint import ResNeStCheckpointer, find_resnest, register_path_handler  # noqa: E402
 from .config import add_resnest_config, get_resnest_cfg, load_config  # noqa: E402
-from .data import register_synthetic_datasets  # noqa: E402
 
 register_path_handler()
 
 __all__ = ["add_resnest_config", "get_resnest_cfg", "load_config", "ResNeStBackbone", "build_resnest_backbone",
            "build_resnest_fpn_backbone", "build_retinanet_resnest_fpn_backbone", "resnest_kwargs",
-           "ResNeStCheckpointer", "find_resnest", "register_path_handler", "register_synthetic_datasets"]
+           "ResNeStCheckpointer", "find_resnest", "register_path_handler"]

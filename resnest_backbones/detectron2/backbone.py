@@ -11,6 +11,7 @@ from detectron2.layers import ShapeSpec, get_norm
 from detectron2.modeling import BACKBONE_REGISTRY, Backbone
 from detectron2.modeling.backbone.fpn import FPN, LastLevelMaxPool, LastLevelP6P7
 
+from ..layers import make_norm_layer
 from ..resnest import STAGE_NAMES, ResNeSt
 from ..variants import get_variant
 
@@ -40,11 +41,23 @@ class ResNeStBackbone(ResNeSt, Backbone):
         return self.forward_features(x)
 
 
-def _norm_callable(norm: str):
+# detectron2's norm names that the core's NORM_LAYERS has (GN: 32 groups, as detectron2's get_norm); any other
+# name (naiveSyncBN, nnSyncBN, LN, ...) is detectron2's own layer, built by its get_norm.
+DETECTRON2_NORMS = {"BN": "BN", "SyncBN": "SyncBN", "FrozenBN": "FrozenBN", "GN": "GN"}
+
+
+def norm_layer_of(norm: str):
+    """``MODEL.RESNETS.NORM`` as the core's norm factory ``f(num_channels)``."""
     if not norm:
         raise ValueError("MODEL.RESNETS.NORM is empty: a ResNeSt needs a norm layer. Set it to one of FrozenBN, BN, "
                          "SyncBN, naiveSyncBN, GN.")
-    get_norm(norm, 32)  # fail here, naming the key, rather than deep inside the network
+    if norm in DETECTRON2_NORMS:
+        return make_norm_layer(DETECTRON2_NORMS[norm])
+    try:
+        get_norm(norm, 32)  # fail here, naming the key, rather than deep inside the network
+    except (KeyError, ValueError) as error:
+        raise ValueError(f"MODEL.RESNETS.NORM {norm!r} is not a detectron2 norm ({error}); use one of FrozenBN, BN, "
+                         "SyncBN, naiveSyncBN, GN") from None
     return partial(get_norm, norm)
 
 
@@ -52,7 +65,7 @@ def resnest_kwargs(cfg) -> Dict:
     """Translate the config into ``ResNeSt`` arguments (the variant, then each set ``MODEL.RESNEST`` key)."""
     rcfg = cfg.MODEL.RESNEST
     try:
-        arch = get_variant(rcfg.VARIANT).arch()
+        arch = get_variant(rcfg.VARIANT).kwargs()
     except KeyError as error:
         raise KeyError(f"MODEL.RESNEST.VARIANT: {error.args[0]}") from None
     arch.update({arg: rcfg[key] for key, arg in _ARCH_KEYS.items() if rcfg[key] is not None})
@@ -69,7 +82,7 @@ def resnest_kwargs(cfg) -> Dict:
         raise ValueError(f"MODEL.BACKBONE.FREEZE_AT must be in 0..5 (0 = nothing, 1 = stem, 2 = stem + res2, ...), "
                          f"got {freeze_at}")
     arch.update(out_features=out_features, output_stride=16 if dilation == 2 else 32,
-                dilated_layout=rcfg.DILATED_LAYOUT, norm_layer=_norm_callable(cfg.MODEL.RESNETS.NORM),
+                dilated_layout=rcfg.DILATED_LAYOUT, norm_layer=norm_layer_of(cfg.MODEL.RESNETS.NORM),
                 drop_block_prob=rcfg.DROP_BLOCK_PROB, last_gamma=rcfg.LAST_GAMMA, with_cp=rcfg.WITH_CP,
                 # detectron2's FREEZE_AT counts the stem as stage 1; the core's frozen_stages counts it as 0.
                 frozen_stages=freeze_at - 1)

@@ -6,15 +6,14 @@ Generic detectron2 keys keep their meaning: ``MODEL.BACKBONE.FREEZE_AT``, ``MODE
 ``MODEL.RESNETS.OUT_FEATURES`` and ``MODEL.RESNETS.RES5_DILATION`` configure the ResNeSt backbone too.
 """
 import difflib
-from typing import Iterator, Optional, Sequence
+from typing import Callable, Iterator, Optional, Sequence
 
 from detectron2.config import CfgNode as CN
 from detectron2.config import get_cfg
 
 
 def add_resnest_config(cfg: CN) -> CN:
-    """Add the ``MODEL.RESNEST``, ``SOLVER.OPTIMIZER``, ``DATASETS.SYNTHETIC`` and ``TEST.VIS_IMAGES`` keys (in place,
-    idempotent). Returns ``cfg``."""
+    """Add the ``MODEL.RESNEST`` keys (in place, idempotent). Returns ``cfg``."""
     if "RESNEST" in cfg.MODEL:
         return cfg
     cfg.MODEL.RESNEST = CN()
@@ -34,20 +33,8 @@ def add_resnest_config(cfg: CN) -> CN:
     _c.DROP_BLOCK_PROB = 0.0  # DropBlock probability in res4/res5 during training (0: off)
     _c.LAST_GAMMA = False  # zero-init the last BN of each block (only matters when training from scratch)
     _c.WITH_CP = False  # gradient checkpointing of every block: less memory, one extra forward
-    _c.FAST_INFERENCE = False  # at test time, fuse the backbone with resnest_backbones.fast_path.fuse_for_inference
+    _c.FAST_INFERENCE = False  # at test time, fuse the backbone with resnest_backbones.fast_inference.to_fast_inference
 
-    cfg.SOLVER.OPTIMIZER = "SGD"  # SGD (detectron2's, uses MOMENTUM/NESTEROV) or AdamW (CPU quick start)
-    cfg.SOLVER.BETAS = (0.9, 0.999)  # AdamW betas
-
-    cfg.DATASETS.SYNTHETIC = CN()
-    _d = cfg.DATASETS.SYNTHETIC
-    _d.ROOT = ""  # folder of the synthetic shapes dataset; "": $DETECTRON2_DATASETS/synthetic_shapes (./datasets)
-    _d.NUM_TRAIN = 800  # training images (made on first use by resnest_backbones.datasets.make_synthetic_dataset)
-    _d.NUM_VAL = 100  # held-out images
-    _d.IMAGE_SIZE = 256  # side of the square images
-    _d.SEED = 0  # random seed of the dataset
-
-    cfg.TEST.VIS_IMAGES = 4  # held-out images drawn with predictions into OUTPUT_DIR/visualizations after testing
     return cfg
 
 
@@ -86,9 +73,13 @@ def explain_config_error(cfg: CN, error: Exception) -> Exception:
                     "resnest_backbones/detectron2/config.py; detectron2's: detectron2/config/defaults.py.)")
 
 
-def load_config(config_file: str = "", opts: Sequence[str] = (), freeze: bool = True) -> CN:
-    """``get_cfg()`` + ``add_resnest_config`` + the file + ``KEY VALUE`` overrides, with helpful key errors."""
+def load_config(config_file: str = "", opts: Sequence[str] = (), freeze: bool = True,
+                add_configs: Sequence[Callable[[CN], object]] = ()) -> CN:
+    """``get_cfg()`` + ``add_resnest_config`` (+ each of ``add_configs``) + the file + ``KEY VALUE`` overrides, with
+    errors that name the closest existing key."""
     cfg = get_resnest_cfg()
+    for add_config in add_configs:
+        add_config(cfg)
     try:
         if config_file:
             cfg.merge_from_file(config_file)

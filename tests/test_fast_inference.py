@@ -5,7 +5,7 @@ from torch import nn
 
 import resnest_backbones as rb
 from resnest_backbones import FrozenBatchNorm2d, SplitAttention
-from resnest_backbones.fast_path import FusedModuleError, FusedSplitAttention, fuse_for_inference
+from resnest_backbones.fast_inference import FastInferenceError, FusedSplitAttention, to_fast_inference
 
 ONE_BLOCK = dict(layers=[1, 1, 1, 1])  # every stage present, cheap enough for CPU tests
 
@@ -54,7 +54,7 @@ def test_fused_matches_eager(case):
     with torch.no_grad():
         reference = model.forward_features(x)
         reference_logits = model(x)
-        fused = fuse_for_inference(model)
+        fused = to_fast_inference(model)
         features = fused.forward_features(x)
         logits = fused(x)
     assert fused is model  # one call, in place, as the adapters use it
@@ -69,7 +69,7 @@ def test_fused_matches_eager(case):
 def test_foldable_norms_are_gone_and_group_norm_is_kept(norm, kept):
     model = rb.create_model("resnest14", norm_layer=norm).eval()
     norms_before = sum(isinstance(m, (nn.BatchNorm2d, FrozenBatchNorm2d, nn.GroupNorm)) for m in model.modules())
-    fuse_for_inference(model)
+    to_fast_inference(model)
     bn_left = sum(isinstance(m, (nn.modules.batchnorm._BatchNorm, FrozenBatchNorm2d)) for m in model.modules())
     gn_left = sum(isinstance(m, nn.GroupNorm) for m in model.modules())
     assert bn_left == 0
@@ -81,7 +81,7 @@ def test_subset_of_outputs_and_non_multiple_of_32_input():
     x = torch.randn(1, 3, 75, 101)
     with torch.no_grad():
         reference = model.forward_features(x)
-        features = fuse_for_inference(model).forward_features(x)
+        features = to_fast_inference(model).forward_features(x)
     assert list(features) == ["res3", "res5"]
     for key in reference:
         assert relative_error(features[key], reference[key]) < 1e-5
@@ -89,24 +89,24 @@ def test_subset_of_outputs_and_non_multiple_of_32_input():
 
 def test_fusing_a_training_model_raises():
     model = rb.create_model("resnest14")
-    with pytest.raises(FusedModuleError, match="eval"):
-        fuse_for_inference(model.train())
+    with pytest.raises(FastInferenceError, match="eval"):
+        to_fast_inference(model.train())
     # norm_eval keeps the BNs in eval mode, but the model itself (DropBlock, gradients) is still training.
     model = rb.create_model("resnest14", norm_eval=True).train()
-    with pytest.raises(FusedModuleError, match="eval"):
-        fuse_for_inference(model)
+    with pytest.raises(FastInferenceError, match="eval"):
+        to_fast_inference(model)
 
 
 def test_fused_model_cannot_go_back_to_training():
-    model = fuse_for_inference(rb.create_model("resnest14").eval())
+    model = to_fast_inference(rb.create_model("resnest14").eval())
     model.eval()  # eval stays allowed (test loops call it)
-    with pytest.raises(FusedModuleError, match="inference-only"):
+    with pytest.raises(FastInferenceError, match="inference-only"):
         model.train()
 
 
 def test_fusing_an_unknown_model_raises():
     with pytest.raises(TypeError, match="ResNeSt"):
-        fuse_for_inference(nn.Conv2d(3, 3, 1).eval())
+        to_fast_inference(nn.Conv2d(3, 3, 1).eval())
 
 
 @pytest.mark.parametrize("radix, cardinality", [(1, 1), (2, 1), (4, 2), (1, 4)])
@@ -115,7 +115,7 @@ def test_fused_split_attention_matches(radix, cardinality):
     x = torch.randn(3, 64, 9, 7)
     with torch.no_grad():
         reference = module(x)
-        fused = fuse_for_inference(module)
+        fused = to_fast_inference(module)
         out = fused(x)
     assert isinstance(fused, FusedSplitAttention)
     assert relative_error(out, reference) < 1e-5
@@ -126,7 +126,7 @@ def test_fused_split_attention_channels_last():
     x = torch.randn(2, 64, 10, 10)
     with torch.no_grad():
         reference = module(x)
-        out = fuse_for_inference(module).to(memory_format=torch.channels_last)(
+        out = to_fast_inference(module).to(memory_format=torch.channels_last)(
             x.contiguous(memory_format=torch.channels_last))
     assert relative_error(out, reference) < 1e-5
 
@@ -140,7 +140,7 @@ def test_split_attention_compiles_without_graph_breaks(radix, cardinality):
     assert explanation.graph_break_count == 0, explanation.break_reasons
     with torch.no_grad():
         reference = module(x)
-        fused = fuse_for_inference(module)
+        fused = to_fast_inference(module)
         for candidate in (module, fused):
             torch._dynamo.reset()
             compiled = torch.compile(candidate, fullgraph=True, backend="aot_eager")
@@ -154,7 +154,7 @@ def test_fused_split_attention_compiles_with_inductor():
     torch._dynamo.reset()
     with torch.no_grad():
         reference = module(x)
-        compiled = torch.compile(fuse_for_inference(module), fullgraph=True)
+        compiled = torch.compile(to_fast_inference(module), fullgraph=True)
         assert relative_error(compiled(x), reference) < 1e-5
 
 
@@ -166,7 +166,7 @@ def test_onednn_fused_kernels_match_the_plain_path(memory_format):
     x = torch.randn(2, 3, 64, 96).contiguous(memory_format=memory_format)
     with torch.no_grad():
         reference = model.forward_features(x)
-    fused = fuse_for_inference(model).to(memory_format=memory_format)
+    fused = to_fast_inference(model).to(memory_format=memory_format)
     with torch.no_grad(), torch.profiler.profile() as profile:
         fast = fused.forward_features(x)
     plain = fused.forward_features(x)

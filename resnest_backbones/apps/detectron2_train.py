@@ -1,5 +1,7 @@
 """Training and evaluation of ResNeSt detectors with detectron2's ``DefaultTrainer`` (``tools/train_net.py``).
 
+Application code above the adapter: importing ``resnest_backbones.detectron2`` does not import this module.
+
 What this adds to detectron2's defaults: ResNeSt-aware checkpoint loading (``ResNeStCheckpointer``), AdamW as an
 option (``SOLVER.OPTIMIZER``), COCO/LVIS evaluators chosen by the dataset's ``evaluator_type`` (pycocotools' pure
 Python COCO evaluation, since the offline detectron2 has no compiled fast evaluator), the synthetic datasets, and a few
@@ -25,12 +27,29 @@ from detectron2.utils.visualizer import Visualizer
 
 from .. import config_path
 from ..compat import enable_lvis_on_numpy2
-from .checkpoint import ResNeStCheckpointer, find_resnest
-from .config import load_config
-from .data import register_synthetic_datasets
+from ..detectron2 import ResNeStCheckpointer, find_resnest, load_config
+from ..detectron2.config import CN
+from .detectron2_data import add_synthetic_config, register_synthetic_datasets
 
 # A child of detectron2's logger, so default_setup's handlers print it (and log.txt keeps it).
 logger = logging.getLogger("detectron2.resnest_backbones")
+
+
+def add_training_config(cfg: CN) -> CN:
+    """Add this trainer's keys (in place, idempotent): ``SOLVER.OPTIMIZER``, ``SOLVER.BETAS``, ``TEST.VIS_IMAGES``
+    and the synthetic dataset's ``DATASETS.SYNTHETIC``. Returns ``cfg``."""
+    add_synthetic_config(cfg)
+    if "OPTIMIZER" in cfg.SOLVER:
+        return cfg
+    cfg.SOLVER.OPTIMIZER = "SGD"  # SGD (detectron2's, uses MOMENTUM/NESTEROV) or AdamW (CPU quick start)
+    cfg.SOLVER.BETAS = (0.9, 0.999)  # AdamW betas
+    cfg.TEST.VIS_IMAGES = 4  # held-out images drawn with predictions into OUTPUT_DIR/visualizations after testing
+    return cfg
+
+
+def load_training_config(config_file: str = "", opts=(), freeze: bool = True) -> CN:
+    """``resnest_backbones.detectron2.load_config`` with this trainer's keys added."""
+    return load_config(config_file, opts, freeze, add_configs=(add_training_config,))
 
 
 class Trainer(DefaultTrainer):
@@ -103,18 +122,18 @@ class Trainer(DefaultTrainer):
 
 
 def fast_inference_copy(model: torch.nn.Module) -> torch.nn.Module:
-    """A copy of ``model`` whose ResNeSt backbone went through ``resnest_backbones.fast_path.fuse_for_inference``
+    """A copy of ``model`` whose ResNeSt backbone went through ``resnest_backbones.fast_inference.to_fast_inference``
     (the training model is left untouched)."""
     try:
-        from ..fast_path import fuse_for_inference
+        from ..fast_inference import to_fast_inference
     except ImportError as error:
-        raise ImportError("MODEL.RESNEST.FAST_INFERENCE needs resnest_backbones.fast_path.fuse_for_inference, which "
+        raise ImportError("MODEL.RESNEST.FAST_INFERENCE needs resnest_backbones.fast_inference.to_fast_inference, which "
                           f"this installation lacks ({error}). Set MODEL.RESNEST.FAST_INFERENCE False.") from error
     model = copy.deepcopy(getattr(model, "module", model)).eval()
     prefix, backbone = find_resnest(model)
     if backbone is None:
         raise ValueError("MODEL.RESNEST.FAST_INFERENCE is set but the model has no ResNeSt backbone")
-    fused = fuse_for_inference(backbone)
+    fused = to_fast_inference(backbone)
     if fused is not backbone:
         parent_name, _, attribute = prefix.rstrip(".").rpartition(".")
         parent = model.get_submodule(parent_name) if parent_name else model
@@ -162,7 +181,7 @@ def resolve_config_file(path: str) -> str:
 def setup(args):
     """Config from ``--config-file`` and trailing ``KEY VALUE`` overrides; datasets registered; detectron2 logging."""
     args.config_file = resolve_config_file(args.config_file)  # default_setup re-reads it to log it
-    cfg = load_config(args.config_file, args.opts, freeze=False)
+    cfg = load_training_config(args.config_file, args.opts, freeze=False)
     register_synthetic_datasets(cfg)
     cfg.freeze()
     default_setup(cfg, args)
@@ -199,9 +218,3 @@ def main(args):
             else OrderedDict([(cfg.DATASETS.TEST[0], results)])
         logger.info(f"Done in {(time.time() - start) / 60:.1f} min: {_summary(named)}")
     return results
-
-
-def argument_parser():
-    """detectron2's ``default_argument_parser`` (``--config-file``, ``--eval-only``, ``--resume``, ``--num-gpus``,
-    ``--num-machines``, ``--machine-rank``, ``--dist-url``, trailing ``KEY VALUE`` overrides)."""
-    return default_argument_parser()

@@ -6,11 +6,8 @@
 The class *is* the core ``ResNeSt`` (subclass), so its state-dict keys are the official/timm names and a detector
 checkpoint stores them under ``backbone.``; this module only translates OpenMMLab-style arguments.
 """
-import atexit
 import copy
-import copyreg
 import difflib
-from functools import partial
 from typing import Callable, Dict, Optional, Sequence, Tuple
 
 import torch
@@ -19,11 +16,11 @@ from mmengine.model import BaseModule
 from mmengine.model.weight_init import initialize
 from torch import nn
 
-from .checkpoint import load_pretrained, load_state
-from .keymaps import unwrap
-from .layers import FrozenBatchNorm2d
-from .resnest import STAGE_NAMES, ResNeSt
-from .variants import VARIANTS, get_variant
+from ..checkpoint import load_pretrained, load_state
+from ..keymaps import unwrap
+from ..layers import make_norm_layer
+from ..resnest import STAGE_NAMES, ResNeSt
+from ..variants import VARIANTS, get_variant
 
 DEPTHS = {14: "resnest14", 26: "resnest26", 50: "resnest50", 101: "resnest101", 200: "resnest200",
           269: "resnest269"}
@@ -33,7 +30,8 @@ STRIDE_LAYOUTS = {
     ((1, 2, 2, 1), (1, 1, 1, 2)): 16,
     ((1, 2, 1, 1), (1, 1, 2, 4)): 8,  # the "-d8" layout of the segmentation configs
 }
-NORM_TYPES = ("BN", "BN2d", "SyncBN", "GN", "FrozenBN")
+# mmcv's norm types -> the core's NORM_LAYERS names (FrozenBN is this package's addition).
+MMCV_NORMS = {"BN": "BN", "BN2d": "BN", "SyncBN": "SyncBN", "GN": "GN", "FrozenBN": "FrozenBN"}
 # Architecture arguments that override the variant's published hyper-parameters when given.
 ARCH_OVERRIDES = ("radix", "cardinality", "base_width", "stem_width", "deep_stem", "avg_down", "avd", "avd_first",
                   "reduction_factor", "drop_block_prob", "last_gamma", "in_channels")
@@ -41,33 +39,15 @@ ARCH_OVERRIDES = ("radix", "cardinality", "base_width", "stem_width", "deep_stem
 
 def norm_factory(norm_cfg: Optional[Dict]) -> Callable[[int], nn.Module]:
     """An OpenMMLab ``norm_cfg`` (``type`` BN / SyncBN / GN / FrozenBN, ``requires_grad``, ``eps``, ``momentum``,
-    ``num_groups``) as the core's ``f(num_channels) -> nn.Module``."""
+    ``num_groups``) as the core's ``f(num_channels) -> nn.Module`` (``layers.make_norm_layer``)."""
     cfg = dict(type="BN") if norm_cfg is None else dict(norm_cfg)
-    if not isinstance(cfg.get("type"), str) or cfg["type"] not in NORM_TYPES:
-        raise ValueError(f"norm_cfg type {cfg.get('type')!r} is not supported by ResNeStBackbone; use one of "
-                         f"{', '.join(NORM_TYPES)}, e.g. norm_cfg=dict(type='SyncBN', requires_grad=True)")
-    norm_type = cfg.pop("type")
-    requires_grad = cfg.pop("requires_grad", True)
-    if norm_type == "GN":
-        if "num_groups" not in cfg:
-            raise ValueError("norm_cfg=dict(type='GN') needs num_groups, e.g. dict(type='GN', num_groups=32)")
-        build = partial(_group_norm, cfg.pop("num_groups"), **cfg)
-    else:
-        layer = {"BN": nn.BatchNorm2d, "BN2d": nn.BatchNorm2d, "SyncBN": nn.SyncBatchNorm,
-                 "FrozenBN": FrozenBatchNorm2d}[norm_type]
-        build = partial(layer, **cfg)
-
-    def make(num_channels: int) -> nn.Module:
-        module = build(num_channels)
-        for parameter in module.parameters():
-            parameter.requires_grad_(requires_grad)
-        return module
-
-    return make
-
-
-def _group_norm(num_groups: int, num_channels: int, **kwargs) -> nn.GroupNorm:
-    return nn.GroupNorm(num_groups, num_channels, **kwargs)
+    norm_type = cfg.pop("type", None)
+    if not isinstance(norm_type, str) or norm_type not in MMCV_NORMS:
+        raise ValueError(f"norm_cfg type {norm_type!r} is not supported by ResNeStBackbone; use one of "
+                         f"{', '.join(MMCV_NORMS)}, e.g. norm_cfg=dict(type='SyncBN', requires_grad=True)")
+    if norm_type == "GN" and "num_groups" not in cfg:
+        raise ValueError("norm_cfg=dict(type='GN') needs num_groups, e.g. dict(type='GN', num_groups=32)")
+    return make_norm_layer(MMCV_NORMS[norm_type], requires_grad=cfg.pop("requires_grad", True), **cfg)
 
 
 def output_stride_of(strides: Sequence[int], dilations: Sequence[int]) -> int:
@@ -119,7 +99,7 @@ class ResNeStBackbone(ResNeSt, BaseModule):
         contract_dilation (bool): must be True (every layout contracts the first dilated block's dilation, as
             mmseg's ``contract_dilation=True``); accepted so mmseg-style configs read naturally.
         fast_inference (bool): in eval mode, run a copy with BatchNorm folded into the convolutions
-            (``resnest_backbones.fast_path.fuse_for_inference``; same outputs up to float rounding). The copy is
+            (``resnest_backbones.fast_inference.to_fast_inference``; same outputs up to float rounding). The copy is
             made at the first eval forward and dropped by ``train()`` or ``load_state_dict``. Default: False.
         init_cfg (dict or list[dict], optional): ``dict(type='Pretrained', checkpoint=...)`` with a path, URL,
             ``'resnest://resnest50'`` (published ImageNet weights, downloaded once) or any OpenMMLab /
@@ -152,7 +132,7 @@ class ResNeStBackbone(ResNeSt, BaseModule):
         if not contract_dilation:
             raise ValueError("contract_dilation=False is not supported: ResNeSt's dilated stages contract the first "
                              "block's dilation (mmseg's contract_dilation=True); choose dilated_layout instead")
-        kwargs = get_variant(name).arch()
+        kwargs = get_variant(name).kwargs()
         kwargs.update(arch)
         kwargs.update(output_stride=self._output_stride(strides, dilations, output_stride),
                       dilated_layout=dilated_layout, norm_layer=norm_factory(norm_cfg), norm_eval=norm_eval,
@@ -165,7 +145,7 @@ class ResNeStBackbone(ResNeSt, BaseModule):
         self.fast_inference = fast_inference
         self._drop_fused()
         if fast_inference:
-            from . import fast_path  # noqa: F401  fail at build time, not at the first eval forward
+            from .. import fast_inference  # noqa: F401  fail at build time, not at the first eval forward
         self.register_load_state_dict_post_hook(_drop_fused_after_load)
 
     @staticmethod
@@ -201,11 +181,11 @@ class ResNeStBackbone(ResNeSt, BaseModule):
 
     def _fused_copy(self) -> ResNeSt:
         if self._fused is None:
-            from .fast_path import fuse_for_inference
+            from ..fast_inference import to_fast_inference
             plain = copy.deepcopy(self)
             plain.fast_inference = False
             # Stored outside nn.Module's registry: not a submodule, so not in state_dict() nor in parameters().
-            object.__setattr__(self, "_fused", fuse_for_inference(plain))
+            object.__setattr__(self, "_fused", to_fast_inference(plain))
         return self._fused
 
     def _drop_fused(self):
@@ -258,58 +238,3 @@ def _sub_state(checkpoint, prefix: str, source) -> Dict[str, torch.Tensor]:
     if not sub:
         raise ValueError(f"No key of {source} starts with prefix {prefix!r}; first keys: {list(state)[:5]}")
     return sub
-
-
-# ----- narrow fixes for running mmengine on this stack, applied by the framework adapters at import
-def allow_mmengine_checkpoints() -> None:
-    """Let ``torch.load(weights_only=True)`` (torch >= 2.6 default) read the training checkpoints mmengine saves.
-
-    mmengine 0.10 calls ``torch.load`` without ``weights_only``, so ``mim test`` / ``resume`` of its own checkpoints
-    fails on the one non-tensor class they hold: the ``HistoryBuffer`` logs of its message hub. By default a buffer
-    pickles its ``__dict__``, including the statistics functions it refers to, which pickle protocol 2 writes as
-    ``getattr(HistoryBuffer, 'mean')``; allow-listing ``getattr`` would let a checkpoint reach any attribute of an
-    allowed object. Instead, checkpoints saved after this import store a buffer as ``HistoryBuffer(log_history,
-    count_history, max_length)`` (plain lists, a ``copyreg`` reduction, pickle's own extension point), and
-    ``HistoryBuffer`` is allow-listed, with the numpy scalar reconstruction the message hub's ``eta`` (a
-    ``numpy.float64``) needs. Checkpoints saved without this import keep failing with torch's message.
-    """
-    import numpy as np
-    from mmengine.logging import HistoryBuffer
-    copyreg.pickle(HistoryBuffer, _reduce_history_buffer)
-    numpy_core = getattr(np, "_core", None) or np.core  # numpy 2 renamed np.core to np._core
-    torch.serialization.add_safe_globals([HistoryBuffer, numpy_core.multiarray.scalar, np.dtype,
-                                          type(np.dtype(np.float64))])
-
-
-def _reduce_history_buffer(buffer):
-    logs, counts = buffer.data
-    return type(buffer), (logs.tolist(), counts.tolist(), buffer.max_length)
-
-
-def allow_cpu_distributed() -> None:
-    """Let mmengine's ``--launcher pytorch`` start CPU-only processes (torchrun with the gloo backend).
-
-    mmengine's ``init_dist`` calls ``torch.cuda.set_device(local_rank)`` unconditionally, which raises on a
-    machine without an NVIDIA driver. Only when CUDA is unavailable is that call replaced by a no-op (it could only
-    fail there); with a GPU nothing changes. Configs must also set ``env_cfg.dist_cfg.backend='gloo'`` and
-    ``model_wrapper_cfg=dict(type='MMDistributedDataParallel', device_ids=None)`` (DDP on CPU takes no device ids).
-    """
-    if torch.cuda.is_available() or getattr(torch.cuda.set_device, "_resnest_cpu_noop", False):
-        return
-    original = torch.cuda.set_device
-
-    def set_device(device):
-        if isinstance(device, torch.device) and device.type != "cuda":
-            return original(device)
-        # No CUDA here: a CUDA device index cannot be selected, and CPU processes do not need one.
-
-    set_device._resnest_cpu_noop = True
-    torch.cuda.set_device = set_device
-    # mmengine's train.py never destroys its process group; with gloo on CPU the interpreter's exit then races
-    # gloo's threads and sometimes aborts ("terminate called without an active exception") after a finished run.
-    atexit.register(_destroy_process_group)
-
-
-def _destroy_process_group() -> None:
-    if torch.distributed.is_available() and torch.distributed.is_initialized():
-        torch.distributed.destroy_process_group()

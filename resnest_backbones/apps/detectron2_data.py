@@ -7,6 +7,7 @@ import json
 import os
 from typing import Dict, List
 
+from detectron2.config import CfgNode as CN
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.data.datasets import load_lvis_json, register_coco_instances, register_lvis_instances
 
@@ -15,6 +16,20 @@ from ..datasets import make_synthetic_dataset
 PREFIX = "synthetic_shapes"
 SPLITS = {f"{PREFIX}_train": ("coco", "train"), f"{PREFIX}_val": ("coco", "val"),
           f"{PREFIX}_lvis_train": ("lvis", "train"), f"{PREFIX}_lvis_val": ("lvis", "val")}
+
+
+def add_synthetic_config(cfg: CN) -> CN:
+    """Add the ``DATASETS.SYNTHETIC`` keys (in place, idempotent). Returns ``cfg``."""
+    if "SYNTHETIC" in cfg.DATASETS:
+        return cfg
+    cfg.DATASETS.SYNTHETIC = CN()
+    _d = cfg.DATASETS.SYNTHETIC
+    _d.ROOT = ""  # folder of the synthetic shapes dataset; "": $DETECTRON2_DATASETS/synthetic_shapes (./datasets)
+    _d.NUM_TRAIN = 800  # training images (made on first use by resnest_backbones.datasets.make_synthetic_dataset)
+    _d.NUM_VAL = 100  # held-out images
+    _d.IMAGE_SIZE = 256  # side of the square images
+    _d.SEED = 0  # random seed of the dataset
+    return cfg
 
 
 def synthetic_root(cfg) -> str:

@@ -1,0 +1,314 @@
+"""Fast inference: fold every BatchNorm into its convolution and run split attention with fewer passes.
+
+``to_fast_inference(model)`` is the single public call. The adapters use it at test time when asked to (the
+OpenMMLab argument ``fast_inference=True``, detectron2's ``MODEL.RESNEST.FAST_INFERENCE``).
+It rewrites a :class:`~resnest_backbones.resnest.ResNeSt` in place:
+
+* every BatchNorm / SyncBatchNorm / FrozenBatchNorm2d that directly follows a convolution is folded into that
+  convolution's weight and bias (stem, ``conv1``/``bn1``, split attention ``conv``/``bn0`` and ``fc1``/``bn1``,
+  ``conv3``/``bn3``, shortcut ``conv``/``norm``); GroupNorm depends on the batch statistics of each input, so it is
+  kept as it is;
+* DropBlock modules, which are identities in eval mode, are removed;
+* on CPU in fp32 inference (no autograd, not tracing or compiling), each conv followed by ReLU, and ``conv3`` with
+  the residual add and ReLU, run as one oneDNN call with fused post-ops (the kernels ``torch.compile`` itself uses
+  on CPU), which saves a full read and write of the activation per fusion; elsewhere (autograd, TorchScript/ONNX
+  tracing, ``torch.compile``, CUDA, other dtypes) the same modules run as plain ``conv`` + ``relu``;
+* split attention pools the concatenated splits once and sums the pooled vectors (instead of materialising the sum
+  of full-size splits), gets its attention radix-major straight from ``fc2`` (its output channels are permuted once
+  here, so no transpose at run time), and forms the weighted sum with one multiply and ``radix - 1`` in-place
+  multiply-adds instead of a ``radix``-times larger product followed by a reduction.
+
+The result computes the same function as the eval-mode model up to float rounding (checked in
+``tests/test_fast_inference.py``). It has no BatchNorm left to train, so it is eval-only: fusing a model in training mode
+raises, and so does switching a fused model back to training.
+"""
+import warnings
+from typing import List, Optional
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .layers import DropBlock2D, FrozenBatchNorm2d
+from .resnest import Bottleneck, ResNeSt
+from .split_attention import SplitAttention
+
+_FOLDABLE_NORMS = (nn.modules.batchnorm._BatchNorm, FrozenBatchNorm2d)
+# oneDNN convolution with fused post-ops (what inductor's CPU backend emits); absent from builds without mkldnn.
+_ONEDNN_POINTWISE = torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_convolution_pointwise")
+
+
+class FastInferenceError(RuntimeError):
+    """Raised when a model is fused in training mode or a fused model is put back into training mode."""
+
+
+def _norm_scale_shift(norm: nn.Module):
+    """Per-channel ``(scale, shift)`` with ``norm(x) == x * scale + shift`` in eval mode, or None if not foldable."""
+    if not isinstance(norm, _FOLDABLE_NORMS):
+        return None
+    if isinstance(norm, nn.modules.batchnorm._BatchNorm) and norm.running_mean is None:
+        return None  # track_running_stats=False normalises with batch statistics even in eval mode
+    weight = norm.weight if norm.weight is not None else torch.ones_like(norm.running_var)
+    bias = norm.bias if norm.bias is not None else torch.zeros_like(norm.running_mean)
+    # Fold in float64 so the folded weights round once, not twice.
+    scale = weight.double() * (norm.running_var.double() + norm.eps).rsqrt()
+    shift = bias.double() - norm.running_mean.double() * scale
+    return scale, shift
+
+
+def fold_conv_norm(conv: nn.Conv2d, norm: nn.Module) -> nn.Module:
+    """Return one module computing ``norm(conv(x))`` in eval mode.
+
+    A BatchNorm-like ``norm`` is folded into a copy of ``conv`` (with a bias); any other norm (GroupNorm, a custom
+    callable) is kept after the conv in an ``nn.Sequential``.
+    """
+    folded = _norm_scale_shift(norm)
+    if folded is None:
+        return nn.Sequential(conv, norm)
+    scale, shift = folded
+    fused = nn.Conv2d(conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride, conv.padding,
+                      conv.dilation, conv.groups, bias=True, padding_mode=conv.padding_mode)
+    fused = fused.to(device=conv.weight.device, dtype=conv.weight.dtype)
+    with torch.no_grad():
+        weight = conv.weight.double() * scale.view(-1, 1, 1, 1)
+        bias = shift if conv.bias is None else conv.bias.double() * scale + shift
+        fused.weight.copy_(weight)
+        fused.bias.copy_(bias)
+    return fused
+
+
+def _fuse_sequential(modules: List[nn.Module]) -> nn.Module:
+    """Fold every (conv, norm) pair of ``modules``, drop identities and DropBlocks; return a module (or Identity)."""
+    out: List[nn.Module] = []
+    index = 0
+    while index < len(modules):
+        module = modules[index]
+        following = modules[index + 1] if index + 1 < len(modules) else None
+        if isinstance(module, nn.Conv2d) and following is not None and isinstance(following, _FOLDABLE_NORMS):
+            out.append(fold_conv_norm(module, following))
+            index += 2
+            continue
+        if not isinstance(module, (nn.Identity, DropBlock2D)):
+            out.append(module)
+        index += 1
+    if not out:
+        return nn.Identity()
+    return out[0] if len(out) == 1 else nn.Sequential(*out)
+
+
+def _flatten(module: Optional[nn.Module]) -> List[nn.Module]:
+    if module is None:
+        return []
+    return list(module) if isinstance(module, nn.Sequential) else [module]
+
+
+def _onednn_applies(x: torch.Tensor, conv: nn.Module) -> bool:
+    """Whether the fused oneDNN kernel can replace ``conv`` + pointwise ops here (checked per call, cheaply).
+
+    Not while compiling (inductor fuses on its own and must see standard ops), tracing (exports must stay
+    portable), or recording autograd (the fused kernels have no backward); only fp32 CPU tensors and plain
+    zero-padded ``nn.Conv2d`` modules.
+    """
+    if torch.compiler.is_compiling() or torch.jit.is_scripting() or torch.jit.is_tracing():
+        return False
+    return (_ONEDNN_POINTWISE and not torch.is_grad_enabled() and x.device.type == "cpu"
+            and x.dtype == torch.float32 and isinstance(conv, nn.Conv2d) and conv.padding_mode == "zeros"
+            and not isinstance(conv.padding, str))
+
+
+def conv_relu(conv: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """``relu(conv(x))``, as one oneDNN call where :func:`_onednn_applies`."""
+    if _onednn_applies(x, conv):
+        return torch.ops.mkldnn._convolution_pointwise(x, conv.weight, conv.bias, list(conv.padding),
+                                                       list(conv.stride), list(conv.dilation), conv.groups,
+                                                       "relu", [], "")
+    return F.relu(conv(x), inplace=True)
+
+
+def conv_add_relu(conv: nn.Module, x: torch.Tensor, other: torch.Tensor) -> torch.Tensor:
+    """``relu(conv(x) + other)`` (the end of a residual block), as one oneDNN call where :func:`_onednn_applies`."""
+    if _onednn_applies(x, conv) and other.dtype == x.dtype:
+        return torch.ops.mkldnn._convolution_pointwise.binary(x, other, conv.weight, conv.bias, list(conv.padding),
+                                                              list(conv.stride), list(conv.dilation), conv.groups,
+                                                              "add", 1.0, "relu", [], "")
+    # conv's output is a fresh tensor that nothing else holds: adding in place saves one allocation.
+    return F.relu(conv(x).add_(other), inplace=True)
+
+
+class FusedStem(nn.Module):
+    """The (deep) stem after folding: ``relu(conv)`` for each conv of the stem, including the last one (whose ReLU
+    is ``ResNeSt.relu``, replaced by an identity by :func:`to_fast_inference`)."""
+
+    def __init__(self, units: List[nn.Module]):
+        super().__init__()
+        self.units = nn.ModuleList(units)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for unit in self.units:
+            x = conv_relu(unit, x)
+        return x
+
+
+class _EvalOnly(nn.Module):
+    """Base of the fused modules: their BatchNorms are gone, so training them would silently train another model."""
+
+    def train(self, mode: bool = True):
+        if mode:
+            raise FastInferenceError(f"{type(self).__name__} is an inference-only fused module (its BatchNorms are "
+                                   "folded into the convolutions); train the original model instead")
+        return super().train(False)
+
+
+class FusedSplitAttention(_EvalOnly):
+    """Inference form of :class:`SplitAttention` built by :func:`to_fast_inference` (same result, fewer passes).
+
+    Args:
+        split_attention (SplitAttention): the eval-mode module to fuse; it is not modified.
+    """
+
+    def __init__(self, split_attention: SplitAttention):
+        super().__init__()
+        sa = split_attention
+        self.radix = sa.radix
+        self.out_channels = sa.out_channels
+        cardinality = sa.fc2.groups
+        self.conv = fold_conv_norm(sa.conv, sa.bn0)
+        fc1 = fold_conv_norm(sa.fc1, sa.bn1)
+        # fc2 emits [cardinality, radix, C/cardinality]; permuting its output channels once to radix-major
+        # ([radix, cardinality, C/cardinality]) removes the transpose of RadixSoftmax. A grouped conv's output
+        # channels can only be permuted within a group, so this is done on a dense (block-diagonal) copy.
+        order = torch.arange(sa.fc2.out_channels).view(cardinality, self.radix, -1).transpose(0, 1).reshape(-1)
+        dense = _grouped_to_dense(sa.fc2)
+        fc2 = nn.Conv2d(sa.fc2.in_channels, sa.fc2.out_channels, 1).to(dense)
+        with torch.no_grad():
+            fc2.weight.copy_(dense[order])
+            fc2.bias.copy_(sa.fc2.bias[order])
+        self.attention = nn.Sequential(fc1, nn.ReLU(inplace=True), fc2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = conv_relu(self.conv, x)
+        batch = x.size(0)
+        # Mean over space first, then over splits: the same sum, but the split sum runs on (B, radix*C) vectors.
+        gap = x.mean((2, 3), keepdim=True)
+        if self.radix == 1:
+            return x * torch.sigmoid(self.attention(gap))
+        gap = gap.view(batch, self.radix, self.out_channels).sum(1).view(batch, self.out_channels, 1, 1)
+        attention = F.softmax(self.attention(gap).view(batch, self.radix, self.out_channels, 1, 1), dim=1)
+        splits = x.view(batch, self.radix, self.out_channels, x.size(2), x.size(3))
+        out = splits[:, 0] * attention[:, 0]
+        for index in range(1, self.radix):
+            out.addcmul_(splits[:, index], attention[:, index])
+        return out
+
+
+def _grouped_to_dense(conv: nn.Conv2d) -> torch.Tensor:
+    """Weight of the dense conv equal to grouped 1x1 ``conv`` (zeros off the block diagonal)."""
+    out_per_group = conv.out_channels // conv.groups
+    in_per_group = conv.in_channels // conv.groups
+    dense = conv.weight.new_zeros(conv.out_channels, conv.in_channels, *conv.kernel_size)
+    for group in range(conv.groups):
+        rows = slice(group * out_per_group, (group + 1) * out_per_group)
+        cols = slice(group * in_per_group, (group + 1) * in_per_group)
+        dense[rows, cols] = conv.weight.detach()[rows]
+    return dense
+
+
+class _ConvReLU(nn.Module):
+    def __init__(self, conv: nn.Module):
+        super().__init__()
+        self.conv = conv
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return conv_relu(self.conv, x)
+
+
+class FusedBottleneck(_EvalOnly):
+    """Inference form of :class:`Bottleneck` built by :func:`to_fast_inference`.
+
+    Args:
+        block (Bottleneck): the eval-mode block to fuse; it is not modified.
+    """
+
+    def __init__(self, block: Bottleneck):
+        super().__init__()
+        self.conv1 = fold_conv_norm(block.conv1, block.bn1)
+        self.avd_layer = block.avd_layer
+        self.avd_first = block.avd_first
+        if isinstance(block.conv2, SplitAttention):
+            self.conv2 = FusedSplitAttention(block.conv2)
+        else:  # radix 0: plain conv, norm, ReLU
+            self.conv2 = _ConvReLU(fold_conv_norm(block.conv2, block.bn2))
+        self.conv3 = fold_conv_norm(block.conv3, block.bn3)
+        self.downsample = _fuse_sequential(_flatten(block.downsample)) if block.downsample is not None else None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        shortcut = x if self.downsample is None else self.downsample(x)
+        out = conv_relu(self.conv1, x)
+        if self.avd_layer is not None and self.avd_first:
+            out = self.avd_layer(out)
+        out = self.conv2(out)
+        if self.avd_layer is not None and not self.avd_first:
+            out = self.avd_layer(out)
+        return conv_add_relu(self.conv3, out, shortcut)
+
+
+def to_fast_inference(model: nn.Module) -> nn.Module:
+    """Fold the norms of ``model`` into its convolutions for inference; returns the same (modified) model.
+
+    Works on a :class:`ResNeSt` (stem, every stage; the classification head is kept) or on a single
+    :class:`Bottleneck` / :class:`SplitAttention` (a new fused module is returned for those).
+
+    Args:
+        model: an eval-mode ResNeSt, Bottleneck or SplitAttention (call ``model.eval()`` first).
+
+    Returns:
+        The fused model: same outputs up to float rounding, no BatchNorm, inference only.
+
+    Raises:
+        FastInferenceError: if ``model`` or any of its submodules is in training mode (folding would freeze batch
+            statistics that training updates, and drop DropBlock, which is active only in training).
+        TypeError: for a model that is not a ResNeSt, Bottleneck or SplitAttention.
+
+    Example:
+        >>> model = to_fast_inference(create_model("resnest50").eval())
+        >>> features = model.forward_features(torch.rand(1, 3, 224, 224))
+    """
+    training = [name or "<model>" for name, module in model.named_modules() if module.training]
+    if training:
+        raise FastInferenceError(f"to_fast_inference needs an eval-mode model (call model.eval() first); in "
+                               f"training mode: {', '.join(training[:5])}{' ...' if len(training) > 5 else ''}")
+    if isinstance(model, SplitAttention):
+        return FusedSplitAttention(model).eval()
+    if isinstance(model, Bottleneck):
+        return FusedBottleneck(model).eval()
+    if not isinstance(model, ResNeSt):
+        raise TypeError(f"to_fast_inference expects a ResNeSt, Bottleneck or SplitAttention, got {type(model)}")
+    stem = _fuse_sequential(_flatten(model.conv1) + [model.bn1])
+    # Group the stem into (conv or conv+GroupNorm) units, each followed by ReLU; the last ReLU is model.relu's.
+    units, unit = [], []
+    for module in _flatten(stem):
+        if isinstance(module, nn.ReLU):
+            units.append(unit[0] if len(unit) == 1 else nn.Sequential(*unit))
+            unit = []
+        else:
+            unit.append(module)
+    units.append(unit[0] if len(unit) == 1 else nn.Sequential(*unit))
+    model.conv1 = FusedStem(units)
+    model.bn1 = nn.Identity()
+    model.relu = nn.Identity()
+    for stage_name in model.stage_names:
+        stage = getattr(model, stage_name)
+        setattr(model, stage_name, nn.Sequential(*[FusedBottleneck(block) for block in stage]).eval())
+    model.is_fast_inference = True  # marks the converted model
+    return model.eval()
+
+
+# Deprecated names (until the next release): the feature used to be called "fast path" / "fuse for inference".
+FusedModuleError = FastInferenceError
+
+
+def fuse_for_inference(model: nn.Module) -> nn.Module:
+    """Deprecated alias of :func:`to_fast_inference`."""
+    warnings.warn("resnest_backbones: fuse_for_inference is deprecated, use "
+                  "resnest_backbones.fast_inference.to_fast_inference", DeprecationWarning, stacklevel=2)
+    return to_fast_inference(model)

@@ -1,0 +1,65 @@
+"""The package's layers: a core that imports no framework, adapters that import only what registration needs."""
+import subprocess
+import sys
+
+import pytest
+
+from conftest import ROOT
+
+FRAMEWORKS = ("detectron2", "mmengine", "mmcv", "mmdet", "mmseg")
+
+
+def _run(code: str) -> str:
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=str(ROOT), timeout=300)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-4000:]
+    return result.stdout
+
+
+def test_core_works_with_every_framework_blocked():
+    # None in sys.modules makes any import of that name raise ImportError.
+    out = _run(f"""
+import sys
+for name in {FRAMEWORKS!r}:
+    sys.modules[name] = None
+import torch
+import resnest_backbones as rb
+from resnest_backbones import checkpoint, convert, export, fast_inference, keymaps, layers, variants
+model = rb.create_model("resnest14").eval()
+features = model(torch.rand(1, 3, 64, 64))
+fused = fast_inference.to_fast_inference(rb.create_model("resnest14").eval())
+print(sorted(features), [n for n in sys.modules if n.split(".")[0] in {FRAMEWORKS!r} and sys.modules[n] is not None])
+""")
+    assert out.strip() == "['res2', 'res3', 'res4', 'res5'] []"
+
+
+# The frameworks themselves import what they import (mmdet loads detectron2 when present, detectron2 loads PIL);
+# what an adapter must not pull in is the project's application code or another adapter.
+APPLICATION = ("resnest_backbones.apps", "resnest_backbones.datasets")
+
+
+@pytest.mark.parametrize("adapter,forbidden", [
+    ("resnest_backbones.detectron2", APPLICATION + ("resnest_backbones.openmmlab",)),
+    ("resnest_backbones.mmdet", APPLICATION + ("resnest_backbones.detectron2", "resnest_backbones.openmmlab.mmseg")),
+    ("resnest_backbones.mmseg", APPLICATION + ("resnest_backbones.detectron2", "resnest_backbones.openmmlab.mmdet")),
+])
+def test_adapter_import_loads_only_what_registration_needs(adapter, forbidden):
+    out = _run(f"""
+import sys
+import {adapter}
+loaded = sorted(n for n in sys.modules if n.startswith({forbidden!r}))
+print(loaded)
+""")
+    assert out.strip().splitlines()[-1] == "[]"
+
+
+@pytest.mark.parametrize("old,new", [("resnest_backbones.mmdet", "resnest_backbones.openmmlab.mmdet"),
+                                     ("resnest_backbones.mmseg", "resnest_backbones.openmmlab.mmseg")])
+def test_legacy_import_paths_register_the_same_class(old, new):
+    framework = new.rsplit(".", 1)[1]
+    out = _run(f"""
+import {old}
+from {framework}.registry import MODELS
+from resnest_backbones.openmmlab import ResNeStBackbone
+print(MODELS.get("ResNeStBackbone") is ResNeStBackbone, "{new}" in __import__("sys").modules)
+""")
+    assert out.strip() == "True True"
