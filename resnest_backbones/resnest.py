@@ -40,7 +40,8 @@ class Bottleneck(nn.Module):
         stride (int): spatial stride of the block. With ``avd`` it is taken by a 3x3 average pool instead of the conv.
         downsample (nn.Module, optional): shortcut projection.
         radix, cardinality (int): split-attention splits and cardinal groups (radix 0 = plain conv + BN).
-        base_width (int): width per cardinal group at ``planes == 64`` (``bottleneck_width`` of the official code).
+        base_width (int): width per cardinal group at ``planes == base_channels`` (``bottleneck_width`` of the
+            official code). base_channels (int): the first stage's ``planes`` (64 in every published model).
         avd (bool): use an average pool for the stride (ResNet-D style). avd_first (bool): pool before conv2.
         force_avd (bool): apply the avd pool even at stride 1 (first block of a dilated stage, official layout).
         dilation (int): dilation (and padding) of the KxK conv.
@@ -54,9 +55,10 @@ class Bottleneck(nn.Module):
                  radix: int = 2, cardinality: int = 1, base_width: int = 64, avd: bool = True,
                  avd_first: bool = False, force_avd: bool = False, dilation: int = 1, reduction_factor: int = 4,
                  norm_layer: Callable[[int], nn.Module] = nn.BatchNorm2d,
-                 attention_norm_layer: Optional[Callable[[int], nn.Module]] = None, drop_block_prob: float = 0.0):
+                 attention_norm_layer: Optional[Callable[[int], nn.Module]] = None, drop_block_prob: float = 0.0,
+                 base_channels: int = 64):
         super().__init__()
-        group_width = int(planes * (base_width / 64.0)) * cardinality
+        group_width = int(planes * (base_width / base_channels)) * cardinality
         use_avd = avd and (stride > 1 or force_avd)
         conv_stride = 1 if use_avd else stride
         self.avd_first = avd_first
@@ -163,9 +165,19 @@ class ResNeSt(nn.Module):
         norm_eval (bool): keep every BatchNorm in eval mode during training (re-applied by ``train()``).
         with_cp (bool): gradient checkpointing of each block (saves memory, costs a recompute).
         in_channels (int): input image channels. Default: 3.
+        base_channels (int): ``planes`` of the first stage (stage i has ``base_channels * 2**i``, outputs 4x that);
+            ``base_width`` is the width per group at this stage. Default: 64.
+        strides, dilations (sequence of int, optional): per-stage stride and dilation (4 entries, or ``num_stages``),
+            e.g. ``(1, 2, 1, 1)`` and ``(1, 1, 2, 4)`` for output stride 8; any positive values. Default: derived
+            from ``output_stride``; give one or the other.
+        contract_dilation (bool): the first block of a stage with dilation d > 1 uses ``d // 2`` (as the official
+            code, DeepLab and mmseg's ``contract_dilation=True``); False: every block uses d (mmdet). Default: True.
+        multi_grid (sequence of int, optional): absolute dilations of the blocks of the last built stage (DeepLabV3's
+            multi-grid, as mmseg's ``multi_grid``); entries past its last block are ignored. Default: None.
+        num_stages (int, optional): build exactly stages 1..num_stages (1-4). Default: None.
 
-    Stages after the last one needed are not built when there is no classification head (DDP would otherwise
-    complain about parameters that get no gradient); their attributes are None.
+    Without ``num_stages``, stages after the last one needed are not built when there is no classification head
+    (DDP would otherwise complain about parameters that get no gradient); their attributes are None.
 
     Example:
         >>> model = ResNeSt([3, 4, 6, 3], stem_width=32)
@@ -179,11 +191,17 @@ class ResNeSt(nn.Module):
                  dilated_layout: str = "official", norm_layer: NormSpec = "BN",
                  attention_norm_layer: NormSpec = None, drop_block_prob: float = 0.0, last_gamma: bool = False,
                  out_features: Sequence[str] = STAGE_NAMES, num_classes: int = 0, final_drop: float = 0.0,
-                 frozen_stages: int = -1, norm_eval: bool = False, with_cp: bool = False, in_channels: int = 3):
+                 frozen_stages: int = -1, norm_eval: bool = False, with_cp: bool = False, in_channels: int = 3,
+                 base_channels: int = 64, strides: Optional[Sequence[int]] = None,
+                 dilations: Optional[Sequence[int]] = None, contract_dilation: bool = True,
+                 multi_grid: Optional[Sequence[int]] = None, num_stages: Optional[int] = None):
         super().__init__()
         out_features = self._check_arguments(layers, radix, cardinality, base_width, stem_width, reduction_factor,
                                              output_stride, dilated_layout, out_features, num_classes,
-                                             frozen_stages, in_channels)
+                                             frozen_stages, in_channels, base_channels)
+        built = num_stages if num_stages is not None else \
+            4 if num_classes > 0 else max(STAGE_NAMES.index(f) for f in out_features) + 1
+        strides, dilations = self._stage_layout(output_stride, strides, dilations, num_stages, built, out_features)
         norm = make_norm_layer(norm_layer)
         self.out_features: List[str] = [f for f in STAGE_NAMES if f in out_features]
         self.num_classes = num_classes
@@ -195,25 +213,22 @@ class ResNeSt(nn.Module):
         self.maxpool = nn.MaxPool2d(3, 2, 1)
 
         block_args = dict(radix=radix, cardinality=cardinality, base_width=base_width, avd=avd, avd_first=avd_first,
-                          reduction_factor=reduction_factor, norm_layer=norm,
+                          reduction_factor=reduction_factor, norm_layer=norm, base_channels=base_channels,
                           attention_norm_layer=(single_group(norm) if attention_norm_layer is None
                                                 else make_norm_layer(attention_norm_layer)))
-        built = 4 if num_classes > 0 else max(STAGE_NAMES.index(f) for f in self.out_features) + 1
         self.stage_names: List[str] = [f"layer{index + 1}" for index in range(built)]
         self.feature_info: List[Dict] = []
-        stride, dilation = 4, 1
+        stride = 4
         for index in range(4):
             stage = None
             if index < built:
-                # A stage past output_stride keeps the resolution and dilates instead (DeepLab's atrous stages).
-                dilate = index > 0 and stride >= output_stride
-                stage_stride = 1 if index == 0 or dilate else 2
-                stage_dilation = dilation * 2 if dilate else dilation
-                stage = self._make_stage(channels, 64 * 2 ** index, layers[index], stage_stride, dilation,
-                                         stage_dilation, avg_down, DILATED_LAYOUTS[dilated_layout],
+                planes = base_channels * 2 ** index
+                block_dilations = self._block_dilations(layers[index], dilations[index], contract_dilation,
+                                                        multi_grid if index == built - 1 else None)
+                stage = self._make_stage(channels, planes, strides[index], dilations[index], block_dilations,
+                                         avg_down, DILATED_LAYOUTS[dilated_layout],
                                          drop_block_prob if index >= 2 else 0.0, block_args)
-                channels, stride, dilation = 64 * 2 ** index * Bottleneck.expansion, stride * stage_stride, \
-                    stage_dilation
+                channels, stride = planes * Bottleneck.expansion, stride * strides[index]
                 if STAGE_NAMES[index] in self.out_features:
                     self.feature_info.append(dict(name=STAGE_NAMES[index], channels=channels, stride=stride,
                                                   module=f"layer{index + 1}"))
@@ -245,7 +260,8 @@ class ResNeSt(nn.Module):
 
     @staticmethod
     def _check_arguments(layers, radix, cardinality, base_width, stem_width, reduction_factor, output_stride,
-                         dilated_layout, out_features, num_classes, frozen_stages, in_channels) -> List[str]:
+                         dilated_layout, out_features, num_classes, frozen_stages, in_channels,
+                         base_channels) -> List[str]:
         """Validate the arguments with messages that name them; returns ``out_features`` as a list."""
         if isinstance(layers, (str, bytes)) or len(layers) != 4:
             raise ValueError(f"layers must be 4 block counts (res2..res5), e.g. [3, 4, 6, 3], got {layers!r}")
@@ -253,7 +269,8 @@ class ResNeSt(nn.Module):
             _check_positive(f"layers[{index}]", count)
         _check_positive("radix", radix, minimum=0)
         for name, value in (("cardinality", cardinality), ("base_width", base_width), ("stem_width", stem_width),
-                            ("reduction_factor", reduction_factor), ("in_channels", in_channels)):
+                            ("reduction_factor", reduction_factor), ("in_channels", in_channels),
+                            ("base_channels", base_channels)):
             _check_positive(name, value)
         _check_positive("num_classes", num_classes, minimum=0)
         if output_stride not in (8, 16, 32):
@@ -272,6 +289,46 @@ class ResNeSt(nn.Module):
         return out_features
 
     @staticmethod
+    def _stage_layout(output_stride, strides, dilations, num_stages, built, out_features) -> Tuple[List, List]:
+        """Per-stage ``(strides, dilations)``: given, or derived from ``output_stride`` (stages past it dilate
+        instead of striding, DeepLab's atrous stages)."""
+        if num_stages is not None and (isinstance(num_stages, bool) or num_stages not in range(1, 5)):
+            raise ValueError(f"num_stages must be 1, 2, 3 or 4, got {num_stages!r}")
+        last = max(STAGE_NAMES.index(f) for f in out_features)
+        if last >= built:
+            raise ValueError(f"out_features {list(out_features)} needs stage {STAGE_NAMES[last]}, but num_stages="
+                             f"{num_stages} builds only {list(STAGE_NAMES[:built])}")
+        if strides is None and dilations is None:
+            derived = {32: ((1, 2, 2, 2), (1, 1, 1, 1)), 16: ((1, 2, 2, 1), (1, 1, 1, 2)),
+                       8: ((1, 2, 1, 1), (1, 1, 2, 4))}
+            return [list(v) for v in derived[output_stride]]
+        if strides is None or dilations is None or output_stride != 32:
+            raise ValueError("Give strides and dilations together, or output_stride, not both: e.g. strides=(1, 2, "
+                             f"1, 1), dilations=(1, 1, 2, 4); got strides={strides}, dilations={dilations}, "
+                             f"output_stride={output_stride}")
+        strides, dilations = list(strides), list(dilations)
+        if len(strides) != len(dilations) or len(strides) < built:
+            raise ValueError(f"strides {strides} and dilations {dilations} need one entry per stage ({built} built)")
+        for name, values in (("strides", strides), ("dilations", dilations)):
+            for index, value in enumerate(values):
+                _check_positive(f"{name}[{index}]", value)
+        return strides, dilations
+
+    @staticmethod
+    def _block_dilations(blocks: int, dilation: int, contract: bool, multi_grid: Optional[Sequence[int]]) -> List:
+        """Dilation of each block of a stage: ``multi_grid`` as given, else ``dilation``, the first block's
+        contracted to ``dilation // 2`` (so it bridges from the previous resolution without gaps)."""
+        if multi_grid is not None:
+            if isinstance(multi_grid, (str, bytes)) or len(multi_grid) < blocks:
+                raise ValueError(f"multi_grid {multi_grid!r} needs one dilation per block of the last stage "
+                                 f"({blocks} blocks)")
+            for index, value in enumerate(multi_grid[:blocks]):
+                _check_positive(f"multi_grid[{index}]", value)
+            return list(multi_grid[:blocks])
+        first = dilation // 2 if contract and dilation > 1 else dilation
+        return [first] + [dilation] * (blocks - 1)
+
+    @staticmethod
     def _make_stem(in_channels: int, stem_width: int, deep_stem: bool,
                    norm: Callable[[int], nn.Module]) -> Tuple[nn.Module, nn.Module, int]:
         """``(conv1, bn1, out_channels)``: three 3x3 convs (deep stem, the last one doubling the width) or one 7x7."""
@@ -284,10 +341,10 @@ class ResNeSt(nn.Module):
         return conv1, norm(stem_width * 2), stem_width * 2
 
     @staticmethod
-    def _make_stage(in_channels: int, planes: int, blocks: int, stride: int, previous_dilation: int, dilation: int,
+    def _make_stage(in_channels: int, planes: int, stride: int, dilation: int, block_dilations: Sequence[int],
                     avg_down: bool, layout: Dict, drop_block_prob: float, block_args: Dict) -> Stage:
         """One stage (torchvision's ``_make_layer``): a first block that changes resolution and/or width, then
-        ``blocks - 1`` identical blocks."""
+        identical blocks; ``block_dilations`` has one entry per block (``_block_dilations``)."""
         out_channels = planes * Bottleneck.expansion
         norm = block_args["norm_layer"]
         downsample = None
@@ -297,10 +354,9 @@ class ResNeSt(nn.Module):
         first = Bottleneck(in_channels, planes, stride, downsample,
                            # Official code: the first block of a dilated stage pools even at stride 1.
                            force_avd=dilation > 1 and layout["dilated_avd"],
-                           # The first block of a dilated stage uses the previous (contracted) dilation.
-                           dilation=previous_dilation, drop_block_prob=drop_block_prob, **block_args)
-        rest = [Bottleneck(out_channels, planes, 1, None, dilation=dilation, drop_block_prob=drop_block_prob,
-                           **block_args) for _ in range(blocks - 1)]
+                           dilation=block_dilations[0], drop_block_prob=drop_block_prob, **block_args)
+        rest = [Bottleneck(out_channels, planes, 1, None, dilation=d, drop_block_prob=drop_block_prob, **block_args)
+                for d in block_dilations[1:]]
         return Stage(first, *rest)
 
     @staticmethod
