@@ -3,8 +3,11 @@
 ``load_pretrained`` recognises every layout in ``keymaps`` and loads strictly: anything that does not fit raises a
 ``CheckpointMismatchError`` listing missing keys, unexpected keys and shape mismatches.
 """
+import hashlib
 import os
+import pickle
 import re
+import sys
 import urllib.error
 from dataclasses import dataclass, field
 from typing import Dict, List, Mapping, Optional, Union
@@ -13,15 +16,26 @@ from urllib.parse import urlparse
 import torch
 from torch import nn
 
+from . import safe_pickle
+from .atomic_io import atomic_write_text
 from .keymaps import to_official
 from .variants import VARIANTS
 
 _HASHED_NAME = re.compile(r"-([a-f0-9]{6,64})\.[a-zA-Z0-9]+$")
 PRETRAINED_SCHEME = "resnest://"
+SOURCE_SUFFIX = ".source"  # beside each downloaded file: the URL it came from
 
 
 class CheckpointMismatchError(RuntimeError):
     """The checkpoint does not fit the model; the message lists every difference."""
+
+
+class NotACheckpointError(RuntimeError):
+    """The file cannot be read as a checkpoint: not a PyTorch file or pickle, or truncated / corrupt."""
+
+
+class UnsafeCheckpointError(RuntimeError):
+    """The file stores Python objects that restricted unpickling refuses (loading them could run code)."""
 
 
 @dataclass
@@ -45,19 +59,39 @@ def resolve_pretrained(name: str) -> str:
     return VARIANTS[name].checkpoint.url
 
 
+def _recorded_source(path: str) -> Optional[str]:
+    try:
+        with open(path + SOURCE_SUFFIX) as handle:
+            return handle.read().strip()
+    except OSError:
+        return None
+
+
+def cache_path(url: str, cache_dir: str) -> str:
+    """Where ``download`` keeps ``url``: ``<cache_dir>/<file name>`` (torch.hub's place) when that file is absent or
+    was downloaded from this very URL, else ``<cache_dir>/<sha256(url)[:16]>/<file name>``.
+
+    Each download records its URL beside the file (``<file>.source``), so two URLs that end in the same file name
+    never share a file, and a file of unknown origin (no record) is never taken for a URL's download.
+    """
+    name = os.path.basename(urlparse(url).path) or "download"
+    flat = os.path.join(cache_dir, name)
+    if not os.path.exists(flat) or _recorded_source(flat) == url:
+        return flat
+    return os.path.join(cache_dir, hashlib.sha256(url.encode("utf-8")).hexdigest()[:16], name)
+
+
 def download(url: str, cache_dir: Optional[str] = None, progress: bool = True) -> str:
     """Download ``url`` into the torch hub cache (``$TORCH_HOME/hub/checkpoints``) unless already there.
 
-    When the file name carries a hash (``name-<sha256 prefix>.pth``, the torch.hub convention) the download is
-    verified against it; a wrong or truncated file is deleted and reported.
+    The cache is keyed by URL (see ``cache_path``). When the file name carries a hash (``name-<sha256 prefix>.pth``,
+    the torch.hub convention) the download is verified against it; a wrong or truncated file is deleted and reported.
     """
-    cache_dir = cache_dir or os.path.join(torch.hub.get_dir(), "checkpoints")
-    os.makedirs(cache_dir, exist_ok=True)
-    file_name = os.path.basename(urlparse(url).path)
-    destination = os.path.join(cache_dir, file_name)
-    if os.path.exists(destination):
+    destination = cache_path(url, cache_dir or os.path.join(torch.hub.get_dir(), "checkpoints"))
+    if os.path.exists(destination) and _recorded_source(destination) == url:
         return destination
-    match = _HASHED_NAME.search(file_name)
+    os.makedirs(os.path.dirname(destination), exist_ok=True)
+    match = _HASHED_NAME.search(os.path.basename(destination))
     hash_prefix = match.group(1) if match else None
     try:
         torch.hub.download_url_to_file(url, destination, hash_prefix=hash_prefix, progress=progress)
@@ -70,25 +104,71 @@ def download(url: str, cache_dir: Optional[str] = None, progress: bool = True) -
     except (urllib.error.URLError, OSError, ValueError) as error:
         raise RuntimeError(f"Could not download {url}: {error}. Check the network, or download the file and pass "
                            "its local path instead.") from error
+    atomic_write_text(destination + SOURCE_SUFFIX, url + "\n")  # after the file: a record always has its file
     return destination
 
 
+def _arrays_to_tensors(obj):
+    """numpy arrays (pickled Detectron1 / detectron2 ``.pkl`` weights) -> tensors, inside nested mappings."""
+    numpy = sys.modules.get("numpy")  # imported by unpickling when the file holds arrays
+    if isinstance(obj, Mapping):
+        return {key: _arrays_to_tensors(value) for key, value in obj.items()}
+    if numpy is not None and isinstance(obj, numpy.ndarray) and obj.dtype.kind in "biufc":
+        return torch.from_numpy(obj.copy())
+    return obj
+
+
+def _read(path: str, allow_unsafe_pickle: bool):
+    unpickling = pickle if allow_unsafe_pickle else safe_pickle
+    with open(path, "rb") as handle:
+        if handle.read(4) == b"PK\x03\x04":  # torch.save's zip format (torch >= 1.6)
+            return torch.load(path, map_location="cpu", pickle_module=unpickling, weights_only=False)
+        handle.seek(0)
+        first = unpickling.load(handle, encoding="latin1")  # latin1: Python 2 pickles (Detectron1 weights)
+    if isinstance(first, int) and first == torch.serialization.MAGIC_NUMBER:  # torch.save's legacy format
+        return torch.load(path, map_location="cpu", pickle_module=unpickling, weights_only=False)
+    return _arrays_to_tensors(first)  # a plain pickle (.pkl weights)
+
+
 def read_checkpoint(path: str, allow_unsafe_pickle: bool = False) -> Mapping:
-    """``torch.load`` with ``weights_only=True`` unless the caller explicitly trusts the file."""
+    """Read a checkpoint file as data: ``torch.save`` files (zip or legacy) and pickled ``.pkl`` weights.
+
+    Unpickling is restricted (``resnest_backbones.safe_pickle``): tensors, numpy arrays, plain containers and the
+    logs of mmengine training checkpoints, no other object, so nothing in the file can run code. The numpy arrays
+    of a plain pickle are returned as tensors.
+
+    Args:
+        path: the file.
+        allow_unsafe_pickle: unpickle any object (plain ``pickle`` / ``torch.load(weights_only=False)``). Only for
+            a file you trust: unpickling an object can run arbitrary code.
+
+    Raises:
+        FileNotFoundError: no such file.
+        UnsafeCheckpointError: the file stores other objects; the message names the first one.
+        NotACheckpointError: the file is not a checkpoint, or is truncated or corrupt.
+    """
+    path = os.fspath(path)
     if not os.path.isfile(path):
         raise FileNotFoundError(f"Checkpoint file not found: {path}")
     try:
-        return torch.load(path, map_location="cpu", weights_only=not allow_unsafe_pickle)
-    except Exception as error:
-        text = str(error)
-        if "Weights only load failed" in text or "weights_only" in text:
-            raise RuntimeError(
-                f"{path} stores Python objects besides tensors (e.g. an mmengine or detectron2 training checkpoint "
-                "with its optimizer and logger state). It was not unpickled, because unpickling can run arbitrary "
-                "code. If you trust the file, pass allow_unsafe_pickle=True (tools/convert_weights.py "
-                "--allow-unsafe-pickle), or save just its state_dict.") from error
-        raise RuntimeError(f"Could not read {path} as a PyTorch checkpoint ({type(error).__name__}: {text}). The "
-                           "file may be truncated or not a checkpoint.") from error
+        return _read(path, allow_unsafe_pickle)
+    except safe_pickle.ForbiddenGlobalError as error:
+        if error.plausible:
+            raise UnsafeCheckpointError(
+                f"{path} needs unsafe unpickling: it stores {error.global_name!r}, a Python object that is not "
+                "tensors, arrays or plain data. It was not loaded, because unpickling such objects can run "
+                "arbitrary code. If you trust the file, pass allow_unsafe_pickle=True (tools/convert_weights.py "
+                "--allow-unsafe-pickle) and keep a plain state dict of it.") from None
+        cause = error  # random bytes that happen to spell a global: a damaged file, not an unsafe one
+    except Exception as error:  # torch, zipfile and pickle each raise their own types for a damaged file
+        cause = error
+    with open(path, "rb") as handle:
+        head = handle.read(8)
+    reason = (str(cause).splitlines() or [""])[0][:200]
+    raise NotACheckpointError(
+        f"{path} is truncated or not a checkpoint: it reads neither as a torch.save file nor as a pickle "
+        f"({type(cause).__name__}: {reason}; {os.path.getsize(path)} bytes, starting with {head!r}). Check "
+        "the path, or download or copy the file again.") from None
 
 
 def load_state(source: Union[str, Mapping], allow_unsafe_pickle: bool = False, progress: bool = True) -> Mapping:
