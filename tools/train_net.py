@@ -5,8 +5,11 @@
     python tools/train_net.py --config-file configs/detectron2/mask_rcnn_s50_fpn_syncbn_range-scale_1x_coco.yaml \
         --num-gpus 8
     python tools/train_net.py --config-file <cfg> --eval-only MODEL.WEIGHTS <output>/model_final.pth
+    python tools/train_net.py --config-file configs/detectron2/quickstart_mask_rcnn_s14_synthetic.yaml --num-gpus 2
 
 Logic: resnest_backbones/apps/detectron2_train.py. Works from any directory (shipped configs are found by name).
+``--num-gpus N`` without CUDA starts N CPU processes (gloo): detectron2's own launch where it can, else
+resnest_backbones/apps/detectron2_launch.py (detectron2 v0.6 asserts CUDA); with CUDA it is detectron2's launch.
 """
 import os
 import sys
@@ -20,7 +23,8 @@ try:
 except ImportError:  # a checkout without `pip install -e .`
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from detectron2.engine import default_argument_parser, launch  # noqa: E402
+from detectron2.engine import default_argument_parser  # noqa: E402
+from resnest_backbones.apps.detectron2_launch import launch  # noqa: E402
 from resnest_backbones.apps.detectron2_train import main  # noqa: E402
 
 if __name__ == "__main__":

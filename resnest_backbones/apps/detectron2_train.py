@@ -19,7 +19,8 @@ import torch
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.data import transforms as T
 from detectron2.data.detection_utils import read_image
-from detectron2.engine import DefaultTrainer, default_argument_parser, default_setup, hooks
+from detectron2.engine import AMPTrainer, DefaultTrainer, SimpleTrainer, default_setup, hooks
+from detectron2.engine.train_loop import TrainerBase
 from detectron2.evaluation import COCOEvaluator, LVISEvaluator, verify_results
 from detectron2.solver.build import get_default_optimizer_params, maybe_add_gradient_clipping
 from detectron2.utils import comm
@@ -30,6 +31,7 @@ from ..compat import enable_lvis_on_numpy2
 from ..detectron2 import ResNeStCheckpointer, find_resnest, load_config
 from ..detectron2.config import CN
 from .detectron2_data import add_synthetic_config, register_synthetic_datasets
+from .detectron2_launch import check_sync_bn_on_cpu, create_ddp_model, is_cpu_distributed, set_cpu_threads
 
 # A child of detectron2's logger, so default_setup's handlers print it (and log.txt keeps it).
 logger = logging.getLogger("detectron2.resnest_backbones")
@@ -56,12 +58,33 @@ class Trainer(DefaultTrainer):
     """detectron2's ``DefaultTrainer`` for ResNeSt detectors (see the module docstring)."""
 
     def __init__(self, cfg):
-        super().__init__(cfg)
+        if is_cpu_distributed(cfg.MODEL.DEVICE):
+            self._init_cpu_distributed(cfg)
+        else:
+            super().__init__(cfg)  # detectron2's own path: one process, or CUDA devices
         # Same saving as detectron2's checkpointer; loading also understands ResNeSt backbone checkpoints.
         self.checkpointer = ResNeStCheckpointer(self._trainer.model, cfg.OUTPUT_DIR, trainer=weakref.proxy(self))
         for hook in self._hooks:
             if isinstance(hook, hooks.PeriodicCheckpointer):
                 hook.checkpointer = self.checkpointer
+
+    def _init_cpu_distributed(self, cfg):
+        """``DefaultTrainer.__init__``'s steps, each done by detectron2's own builder, except that the model is
+        wrapped for CPU processes: detectron2 passes ``device_ids`` to DistributedDataParallel, which a CPU model
+        rejects (see ``detectron2_launch.create_ddp_model``)."""
+        TrainerBase.__init__(self)
+        cfg = self.auto_scale_workers(cfg, comm.get_world_size())
+        model = self.build_model(cfg)
+        optimizer = self.build_optimizer(cfg, model)
+        data_loader = self.build_train_loader(cfg)
+        model = create_ddp_model(model, broadcast_buffers=False)
+        self._trainer = (AMPTrainer if cfg.SOLVER.AMP.ENABLED else SimpleTrainer)(model, data_loader, optimizer)
+        self.scheduler = self.build_lr_scheduler(cfg, optimizer)
+        self.checkpointer = ResNeStCheckpointer(model, cfg.OUTPUT_DIR, trainer=weakref.proxy(self))
+        self.start_iter = 0
+        self.max_iter = cfg.SOLVER.MAX_ITER
+        self.cfg = cfg
+        self.register_hooks(self.build_hooks())
 
     def state_dict(self):
         # detectron2 v0.6 checkpoints no optimizer state (later versions add it under "_trainer", as here), so a
@@ -116,8 +139,9 @@ class Trainer(DefaultTrainer):
             with open(os.path.join(cfg.OUTPUT_DIR, "eval_results.json"), "w") as f:
                 json.dump(results, f, indent=2)
             if cfg.TEST.VIS_IMAGES > 0 and cfg.DATASETS.TEST:
-                visualize_predictions(cfg, model, cfg.DATASETS.TEST[0], cfg.TEST.VIS_IMAGES,
-                                      os.path.join(cfg.OUTPUT_DIR, "visualizations"))
+                # Only this process draws: the bare model, not its DistributedDataParallel wrapper.
+                visualize_predictions(cfg, getattr(model, "module", model), cfg.DATASETS.TEST[0],
+                                      cfg.TEST.VIS_IMAGES, os.path.join(cfg.OUTPUT_DIR, "visualizations"))
         return results
 
 
@@ -178,13 +202,35 @@ def resolve_config_file(path: str) -> str:
                             f"(see {config_path('detectron2')})")
 
 
+def check_images_per_process(cfg, world_size: int) -> None:
+    """Refuse a training whose processes see one image each with plain BatchNorm in the backbone: split attention
+    normalises a 1x1 attention map, so BatchNorm would get one value per channel and fail in the first step."""
+    cfg = DefaultTrainer.auto_scale_workers(cfg, world_size)  # what the trainer will use
+    per_process = cfg.SOLVER.IMS_PER_BATCH // world_size
+    norm = cfg.MODEL.RESNETS.NORM
+    synced = world_size > 1 and norm in ("SyncBN", "naiveSyncBN", "nnSyncBN")  # statistics over every process
+    if per_process < 2 and norm in ("BN", "SyncBN", "naiveSyncBN", "nnSyncBN") and not synced:
+        raise ValueError(
+            f"SOLVER.IMS_PER_BATCH {cfg.SOLVER.IMS_PER_BATCH} over {world_size} process(es) gives {per_process} "
+            f"image per process, but MODEL.RESNETS.NORM {norm!r} in ResNeSt's split attention needs at least 2 while "
+            f"training. Set SOLVER.IMS_PER_BATCH to {2 * world_size} or more, SOLVER.REFERENCE_WORLD_SIZE to scale "
+            "the batch with the process count, or MODEL.RESNETS.NORM to naiveSyncBN (statistics over all processes).")
+
+
 def setup(args):
     """Config from ``--config-file`` and trailing ``KEY VALUE`` overrides; datasets registered; detectron2 logging."""
     args.config_file = resolve_config_file(args.config_file)  # default_setup re-reads it to log it
     cfg = load_training_config(args.config_file, args.opts, freeze=False)
+    check_sync_bn_on_cpu(cfg)
+    if not args.eval_only:
+        check_images_per_process(cfg, comm.get_world_size())
     register_synthetic_datasets(cfg)
     cfg.freeze()
     default_setup(cfg, args)
+    threads = set_cpu_threads()
+    if threads:
+        logger.info(f"{comm.get_local_size()} CPU processes on this machine: {threads} torch threads each "
+                    "(set OMP_NUM_THREADS to choose)")
     return cfg
 
 

@@ -1,0 +1,140 @@
+"""Multi-process detectron2 runs on machines without CUDA (``tools/train_net.py --num-gpus N`` on CPUs, gloo).
+
+With CUDA every function here hands over to detectron2 unchanged (its ``launch``, its ``create_ddp_model``). Without
+CUDA, detectron2 itself falls short in two places, and this module fills exactly those:
+
+- ``launch``: detectron2 v0.6 (the offline fallback) asserts CUDA in its worker. Newer detectron2 (since January
+  2023, recognisable by ``comm.create_local_process_group``) starts CPU workers with gloo itself, and is used as is.
+  For v0.6 the worker here does what newer detectron2's does: gloo process group, detectron2's ``comm`` local process
+  group, a barrier, then ``main_func``.
+- ``create_ddp_model``: every detectron2 passes ``device_ids=[local_rank]`` to ``DistributedDataParallel``, which a
+  CPU module rejects. For a model on the CPU this calls detectron2's own function with ``device_ids=None``.
+
+``check_sync_bn_on_cpu`` refuses ``SyncBN`` in multi-process CPU runs (torch's ``SyncBatchNorm`` has no CPU
+implementation) with a message naming every key and the CPU choice ``naiveSyncBN``; nothing is switched silently.
+"""
+import logging
+import os
+from datetime import timedelta
+from typing import Callable, List, Optional, Sequence
+
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+from detectron2.engine import launch as detectron2_launch
+from detectron2.engine.defaults import create_ddp_model as detectron2_create_ddp_model
+from detectron2.utils import comm
+from torch import nn
+
+logger = logging.getLogger("detectron2.resnest_backbones")
+DEFAULT_TIMEOUT = timedelta(minutes=30)  # detectron2's default worker timeout
+# The yacs keys that select a norm layer in the shipped R-CNN configs (backbone, FPN, box head, mask head).
+NORM_KEYS = ("MODEL.RESNETS.NORM", "MODEL.FPN.NORM", "MODEL.ROI_BOX_HEAD.NORM", "MODEL.ROI_MASK_HEAD.NORM")
+
+
+def detectron2_launches_cpu_workers() -> bool:
+    """Whether the installed detectron2's ``launch`` starts gloo workers without CUDA (detectron2 after v0.6)."""
+    return hasattr(comm, "create_local_process_group")
+
+
+def launch(main_func: Callable, num_gpus_per_machine: int, num_machines: int = 1, machine_rank: int = 0,
+           dist_url: Optional[str] = None, args: Sequence = (), timeout: timedelta = DEFAULT_TIMEOUT) -> None:
+    """detectron2's ``launch`` (same arguments), plus CPU workers where the installed detectron2 has none.
+
+    Args:
+        main_func: called as ``main_func(*args)`` in every process.
+        num_gpus_per_machine: processes per machine (``--num-gpus``); on a CPU machine, CPU worker processes.
+        num_machines, machine_rank: as detectron2's ``launch``.
+        dist_url: rendezvous URL, e.g. ``tcp://127.0.0.1:50152``, or ``auto`` (a free local port).
+        args: arguments of ``main_func``.
+        timeout: timeout of the collective operations.
+    """
+    world_size = num_machines * num_gpus_per_machine
+    if world_size <= 1 or torch.cuda.is_available() or detectron2_launches_cpu_workers():
+        return detectron2_launch(main_func, num_gpus_per_machine, num_machines=num_machines,
+                                 machine_rank=machine_rank, dist_url=dist_url, args=args, timeout=timeout)
+    if dist_url == "auto":
+        if num_machines != 1:
+            raise ValueError("--dist-url auto only works on one machine; give every machine the same tcp:// URL")
+        dist_url = f"tcp://127.0.0.1:{_free_port()}"
+    mp.start_processes(_cpu_worker, nprocs=num_gpus_per_machine, daemon=False,
+                       args=(main_func, world_size, num_gpus_per_machine, machine_rank, dist_url, tuple(args),
+                             timeout))
+
+
+def _free_port() -> int:
+    import socket
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("", 0))
+        return sock.getsockname()[1]
+
+
+def _cpu_worker(local_rank: int, main_func: Callable, world_size: int, num_per_machine: int, machine_rank: int,
+                dist_url: str, args: tuple, timeout: timedelta) -> None:
+    """One CPU process of ``launch``: what newer detectron2's worker does without CUDA."""
+    dist.init_process_group(backend="gloo", init_method=dist_url, world_size=world_size,
+                            rank=machine_rank * num_per_machine + local_rank, timeout=timeout)
+    try:
+        # comm.get_local_rank()/get_local_size() read comm._LOCAL_PROCESS_GROUP. Every rank must create every group.
+        for machine in range(world_size // num_per_machine):
+            group = dist.new_group(list(range(machine * num_per_machine, (machine + 1) * num_per_machine)))
+            if machine == machine_rank:
+                comm._LOCAL_PROCESS_GROUP = group
+        comm.synchronize()
+        main_func(*args)
+    finally:
+        # Tear the gloo group down before the interpreter exits: otherwise one rank can exit while the other still
+        # flushes, and gloo aborts the late one.
+        dist.destroy_process_group()
+
+
+def is_cpu_distributed(device: str) -> bool:
+    """Whether this process is one of several and computes on the CPU (``device``: e.g. ``cfg.MODEL.DEVICE``)."""
+    return comm.get_world_size() > 1 and torch.device(device).type == "cpu"
+
+
+def create_ddp_model(model: nn.Module, **kwargs) -> nn.Module:
+    """detectron2's ``create_ddp_model`` (same arguments), without ``device_ids`` for a model on the CPU."""
+    on_cpu = next(model.parameters()).device.type == "cpu"
+    if on_cpu and comm.get_world_size() > 1:
+        if kwargs.get("device_ids"):
+            raise ValueError(f"DistributedDataParallel of a CPU model takes no device_ids, got {kwargs['device_ids']}")
+        kwargs["device_ids"] = None
+    return detectron2_create_ddp_model(model, **kwargs)
+
+
+def set_cpu_threads() -> Optional[int]:
+    """In a multi-process CPU run, share the cores between the local processes (each would otherwise start one
+    thread per core) unless ``OMP_NUM_THREADS`` says otherwise. Returns the thread count set, or None."""
+    if comm.get_world_size() <= 1 or "OMP_NUM_THREADS" in os.environ:
+        return None
+    threads = max(1, (os.cpu_count() or 1) // comm.get_local_size())
+    torch.set_num_threads(threads)
+    return threads
+
+
+def sync_bn_keys(cfg, keys: Sequence[str] = NORM_KEYS) -> List[str]:
+    """The keys of ``keys`` whose value in the yacs ``cfg`` is ``SyncBN``."""
+    found = []
+    for key in keys:
+        node = cfg
+        for part in key.split("."):
+            node = node.get(part) if hasattr(node, "get") else None
+        if node == "SyncBN":
+            found.append(key)
+    return found
+
+
+def check_sync_bn_on_cpu(cfg) -> None:
+    """Raise when a multi-process CPU run would build ``torch.nn.SyncBatchNorm`` (it raises on CPU tensors deep
+    inside the first forward); the message names every key to change and the CPU choice ``naiveSyncBN``."""
+    if not is_cpu_distributed(cfg.MODEL.DEVICE):
+        return
+    keys = sync_bn_keys(cfg)
+    if keys:
+        overrides = " ".join(f"{key} naiveSyncBN" for key in keys)
+        raise ValueError(
+            f"{', '.join(keys)} {'is' if len(keys) == 1 else 'are'} SyncBN, which torch implements for CUDA only; "
+            f"this run has {comm.get_world_size()} CPU processes. On CPUs use detectron2's naiveSyncBN (the same "
+            f"statistics across processes, through all-reduce): append `{overrides}` to the command. "
+            "Nothing was switched automatically.")
