@@ -9,8 +9,11 @@ FRAMEWORKS = {
     "mmseg": ["mmengine==0.10.7", "mmcv==2.1.0", "mmsegmentation==1.2.2", "ftfy", "regex", "prettytable",
               "openmim"],
 }
-CONFIG_PACKAGES = {"resnest_backbones.configs" + ("." + sub if sub else ""): "configs" + ("/" + sub if sub else "")
-                   for sub in ("", "detectron2", "mmdet", "mmseg")}
+# configs/<sub> is installed as the package resnest_backbones.configs.<sub>. The OpenMMLab configs' shared bases
+# (_base_/) travel with them, so their relative `_base_` paths resolve after a pip install too.
+CONFIG_DIRS = ("", "detectron2", "mmdet", "mmdet/_base_", "mmseg", "mmseg/_base_")
+CONFIG_PACKAGES = {("resnest_backbones.configs." + sub.replace("/", ".")).rstrip("."): ("configs/" + sub).rstrip("/")
+                   for sub in CONFIG_DIRS}
 EXTRAS = dict(FRAMEWORKS)
 EXTRAS["all"] = sorted({req for reqs in FRAMEWORKS.values() for req in reqs})
 EXTRAS["dev"] = ["pytest", "timm", "onnx", "onnxruntime", "fvcore", "matplotlib"]

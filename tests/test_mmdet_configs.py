@@ -16,6 +16,15 @@ CONFIG_DIR = os.path.dirname(resnest_backbones.config_path(
     "mmdet/faster-rcnn_s50_fpn_syncbn-backbone+head_ms-range-1x_coco.py"))
 CONFIGS = sorted(os.path.basename(p) for p in glob.glob(os.path.join(CONFIG_DIR, "*.py")))
 PAPER = [name for name in CONFIGS if "quickstart" not in name]
+SYNC_BN = dict(type="SyncBN", requires_grad=True)
+
+
+def paper_backbone(depth: str) -> dict:
+    """The backbone every paper config had before the configs were split into a shared base (written out here, not
+    read from a config): the paper's recipe with SyncBN and the official ImageNet weights."""
+    return dict(type="ResNeStBackbone", variant=f"resnest{depth}", out_indices=(0, 1, 2, 3), frozen_stages=1,
+                norm_cfg=SYNC_BN, norm_eval=False,
+                init_cfg=dict(type="Pretrained", checkpoint=f"resnest://resnest{depth}"))
 
 
 def test_every_required_config_is_shipped():
@@ -36,21 +45,30 @@ def _boxes_heads(cfg):
 @pytest.mark.parametrize("name", PAPER)
 def test_paper_recipe(name):
     cfg = Config.fromfile(os.path.join(CONFIG_DIR, name))
-    backbone = cfg.model.backbone
     depth = "101" if "_s101_" in name else "50"
-    assert backbone.type == "ResNeStBackbone" and backbone.variant == f"resnest{depth}"
-    assert backbone.init_cfg == dict(type="Pretrained", checkpoint=f"resnest://resnest{depth}")
-    assert backbone.norm_cfg.type == "SyncBN" and backbone.norm_eval is False
-    for head in _boxes_heads(cfg):
-        assert head.type == "Shared4Conv1FCBBoxHead" and head.norm_cfg.type == "SyncBN"
-    if "mask_head" in cfg.model.roi_head:
-        assert cfg.model.roi_head.mask_head.norm_cfg.type == "SyncBN"
+    assert cfg.model.backbone.to_dict() == paper_backbone(depth)
+    heads = _boxes_heads(cfg)
+    assert len(heads) == (3 if name.startswith("cascade") else 1)
+    for head in heads:
+        assert head.type == "Shared4Conv1FCBBoxHead" and head.norm_cfg == SYNC_BN and head.conv_out_channels == 256
+    assert ("mask_head" in cfg.model.roi_head) == ("mask" in name)
+    if "mask" in name:
+        assert cfg.model.roi_head.mask_head.norm_cfg == SYNC_BN
     pipeline = cfg.train_dataloader.dataset.get("pipeline") or cfg.train_dataloader.dataset.dataset.pipeline
     resize = pipeline[2]
     shorts = [s[1] for s in resize.get("scales", resize.get("scale"))]
     assert min(shorts) == 640 and max(shorts) == 800
     assert cfg.train_cfg.max_epochs == 12
-    assert cfg.custom_imports == dict(imports=["resnest_backbones.mmdet"], allow_failed_imports=False)
+    assert cfg.custom_imports == dict(imports=["resnest_backbones.openmmlab.mmdet"], allow_failed_imports=False)
+
+
+def test_shared_base_defines_only_its_own_names():
+    """The shared base sits next to mmdet's own detector configs in one `_base_` list, where mmengine refuses a key
+    that two bases define: it may only define names that no mmdet config uses."""
+    for path in glob.glob(os.path.join(CONFIG_DIR, "_base_", "*.py")):
+        keys = set(Config.fromfile(path).keys())
+        assert keys, path
+        assert all(key == "custom_imports" or key.startswith("resnest_") for key in keys), (path, sorted(keys))
 
 
 @pytest.mark.parametrize("name", CONFIGS)

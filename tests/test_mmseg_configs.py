@@ -16,6 +16,21 @@ CONFIG_DIR = os.path.dirname(resnest_backbones.config_path(
     "mmseg/resnest_s50-d8_deeplabv3_4xb4-160k_ade20k-512x512.py"))
 CONFIGS = sorted(os.path.basename(p) for p in glob.glob(os.path.join(CONFIG_DIR, "*.py")))
 PAPER = [name for name in CONFIGS if "quickstart" not in name]
+QUICK_STARTS = [name for name in CONFIGS if "quickstart" in name]
+
+
+def expected_backbone(name: str) -> dict:
+    """The backbone each config had before the configs were split into shared bases (written out here, not read from
+    a config): output stride 8; the paper configs with SyncBN, the official dilated layout and the official ImageNet
+    weights, the quick starts ResNeSt-14 with BN from scratch."""
+    common = dict(type="ResNeStBackbone", out_indices=(0, 1, 2, 3), strides=(1, 2, 1, 1), dilations=(1, 1, 2, 4),
+                  norm_eval=False)
+    if "quickstart" in name:
+        return dict(common, variant="resnest14", norm_cfg=dict(type="BN", requires_grad=True), init_cfg=None)
+    depth = "101" if "_s101-" in name else "50"
+    return dict(common, variant=f"resnest{depth}", dilated_layout="official",
+                norm_cfg=dict(type="SyncBN", requires_grad=True),
+                init_cfg=dict(type="Pretrained", checkpoint=f"resnest://resnest{depth}"))
 
 
 def test_every_required_config_is_shipped():
@@ -28,17 +43,41 @@ def test_every_required_config_is_shipped():
 @pytest.mark.parametrize("name", PAPER)
 def test_paper_recipe(name):
     cfg = Config.fromfile(os.path.join(CONFIG_DIR, name))
-    depth = "101" if "_s101-" in name else "50"
-    backbone = cfg.model.backbone
-    assert backbone.type == "ResNeStBackbone" and backbone.variant == f"resnest{depth}"
-    assert backbone.init_cfg == dict(type="Pretrained", checkpoint=f"resnest://resnest{depth}")
-    assert (backbone.strides, backbone.dilations) == ((1, 2, 1, 1), (1, 1, 2, 4))
-    assert backbone.norm_cfg.type == "SyncBN" and cfg.model.pretrained is None
+    assert cfg.model.backbone.to_dict() == expected_backbone(name)
+    assert cfg.model.pretrained is None
+    head = name.split("_")[2]
+    assert cfg.model.decode_head.type == {"deeplabv3": "ASPPHead", "deeplabv3plus": "DepthwiseSeparableASPPHead",
+                                          "pspnet": "PSPHead"}[head]
+    assert cfg.custom_imports == dict(imports=["resnest_backbones.openmmlab.mmseg"], allow_failed_imports=False)
     ade = "ade20k" in name
     assert cfg.train_cfg.max_iters == (160000 if ade else 80000)
     assert cfg.model.decode_head.num_classes == (150 if ade else 19)
     assert tuple(cfg.crop_size) == ((512, 512) if ade else (512, 1024))
     assert cfg.val_evaluator.type == "IoUMetric"
+
+
+@pytest.mark.parametrize("name", QUICK_STARTS)
+def test_quick_start(name):
+    cfg = Config.fromfile(os.path.join(CONFIG_DIR, name))
+    assert cfg.model.backbone.to_dict() == expected_backbone(name)
+    assert cfg.model.decode_head.num_classes == cfg.model.auxiliary_head.num_classes == len(cfg.metainfo.classes)
+    ade = "ade20k" in name
+    assert cfg.train_dataloader.dataset.type == ("ADE20KDataset" if ade else "CityscapesDataset")
+    assert cfg.train_dataloader.batch_size == 2  # BN in training needs more than one sample
+    for loader in (cfg.train_dataloader, cfg.val_dataloader, cfg.test_dataloader):
+        assert loader.dataset.data_root == cfg.data_root  # one place to move the data (RESNEST_*_ROOT)
+        assert loader.dataset.metainfo == cfg.metainfo
+    assert cfg.model.data_preprocessor.size == cfg.crop_size == ((128, 128) if ade else (128, 256))
+    assert cfg.custom_imports == dict(imports=["resnest_backbones.openmmlab.mmseg"], allow_failed_imports=False)
+
+
+def test_shared_bases_define_only_their_own_names():
+    """The paper configs' backbone bases sit next to mmseg's own segmentor configs in one `_base_` list, where
+    mmengine refuses a key that two bases define: they may only define names that no mmseg config uses."""
+    paths = [p for p in glob.glob(os.path.join(CONFIG_DIR, "_base_", "*.py")) if "quickstart" not in p]
+    assert len(paths) == 2
+    for path in paths:
+        assert set(Config.fromfile(path).keys()) == {"custom_imports", "resnest_backbone"}, path
 
 
 @pytest.mark.parametrize("name", CONFIGS)

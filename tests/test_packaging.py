@@ -1,17 +1,31 @@
 """The wheel carries every module and every shipped config, so configs work from a pip install."""
+import shutil
 import subprocess
 import sys
 import zipfile
 from pathlib import Path
 
+import pytest
+from mmengine.config import Config
+
 import resnest_backbones as rb
 from conftest import ROOT
 
 
-def test_wheel_ships_all_packages_and_configs(tmp_path):
+@pytest.fixture(scope="module")
+def wheel(tmp_path_factory):
+    """A wheel built from a copy of the source tree without build outputs: setuptools reuses an existing build/,
+    where files from an earlier build would hide a file that the packaging no longer ships."""
+    source = tmp_path_factory.mktemp("source") / "resnest_backbones"
+    shutil.copytree(ROOT, source, ignore=shutil.ignore_patterns(
+        ".git", "build", "dist", "*.egg-info", "__pycache__", "data", "output", "work_dirs"))
+    out = tmp_path_factory.mktemp("wheel")
     subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w",
-                    str(tmp_path), str(ROOT)], check=True, cwd=tmp_path)
-    wheel = next(tmp_path.glob("resnest_backbones-*.whl"))
+                    str(out), str(source)], check=True, cwd=out)
+    return next(out.glob("resnest_backbones-*.whl"))
+
+
+def test_wheel_ships_all_packages_and_configs(wheel):
     names = set(zipfile.ZipFile(wheel).namelist())
     sources = {str(p.relative_to(ROOT)) for p in (ROOT / "resnest_backbones").rglob("*.py")}
     assert sources <= names, sorted(sources - names)
@@ -24,3 +38,15 @@ def test_config_path_finds_shipped_configs():
     some = next((ROOT / "configs").rglob("*.yaml"), None) or next((ROOT / "configs").rglob("*.py"))
     relative = str(some.relative_to(ROOT / "configs"))
     assert Path(rb.config_path(relative)).read_bytes() == some.read_bytes()
+
+
+def test_openmmlab_configs_load_from_the_installed_layout(wheel, tmp_path):
+    """The configs' relative `_base_` paths (their shared bases in _base_/) resolve where pip installs them, and
+    give the same config as in the checkout."""
+    zipfile.ZipFile(wheel).extractall(tmp_path)
+    installed = tmp_path / "resnest_backbones" / "configs"
+    paths = sorted(p for framework in ("mmdet", "mmseg") for p in (installed / framework).glob("*.py"))
+    assert len(paths) == len([p for fw in ("mmdet", "mmseg") for p in (ROOT / "configs" / fw).glob("*.py")])
+    for path in paths:
+        config = Config.fromfile(str(path)).to_dict()
+        assert config == Config.fromfile(str(ROOT / "configs" / path.relative_to(installed))).to_dict(), path.name

@@ -16,7 +16,7 @@
 # ImageNet initialisation (with internet): a child config setting
 # model = dict(backbone=dict(init_cfg=dict(type='Pretrained', checkpoint='resnest://resnest14'))).
 _base_ = 'mmdet::mask_rcnn/mask-rcnn_r50_fpn_1x_coco.py'
-custom_imports = dict(imports=['resnest_backbones.mmdet'], allow_failed_imports=False)
+custom_imports = dict(imports=['resnest_backbones.openmmlab.mmdet'], allow_failed_imports=False)
 
 data_root = '{{$RESNEST_SHAPES_ROOT:data/synthetic_shapes/}}'
 metainfo = dict(classes=('circle', 'square', 'triangle'))

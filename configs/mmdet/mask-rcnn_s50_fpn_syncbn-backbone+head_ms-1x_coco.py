@@ -1,31 +1,8 @@
 # Mask R-CNN, ResNeSt-50 FPN, COCO, the paper's recipe: SyncBN in the backbone and the heads, a Shared4Conv1FC
 # box head, multi-scale training (short side one of 640, 672, ..., 800), 1x schedule.
 # Backbone initialised from the official ImageNet ResNeSt-50 weights (downloaded once).
-_base_ = 'mmdet::mask_rcnn/mask-rcnn_r50_fpn_1x_coco.py'
-custom_imports = dict(imports=['resnest_backbones.mmdet'], allow_failed_imports=False)
-
-norm_cfg = dict(type='SyncBN', requires_grad=True)
-model = dict(
-    # The official ResNeSt weights were trained on RGB with these statistics.
-    data_preprocessor=dict(mean=[123.68, 116.779, 103.939], std=[58.393, 57.12, 57.375], bgr_to_rgb=True),
-    backbone=dict(
-        _delete_=True,
-        type='ResNeStBackbone',
-        variant='resnest50',
-        out_indices=(0, 1, 2, 3),
-        frozen_stages=1,
-        norm_cfg=norm_cfg,
-        norm_eval=False,
-        init_cfg=dict(type='Pretrained', checkpoint='resnest://resnest50')),
-    roi_head=dict(
-        bbox_head=dict(type='Shared4Conv1FCBBoxHead', conv_out_channels=256, norm_cfg=norm_cfg),
-        mask_head=dict(norm_cfg=norm_cfg)))
-
-train_pipeline = [
-    dict(type='LoadImageFromFile', backend_args={{_base_.backend_args}}),
-    dict(type='LoadAnnotations', with_bbox=True, with_mask=True, poly2mask=False),
-    dict(type='RandomChoiceResize', scales=[(1333, short) for short in range(640, 801, 32)], keep_ratio=True),
-    dict(type='RandomFlip', prob=0.5),
-    dict(type='PackDetInputs'),
-]
+_base_ = ['mmdet::mask_rcnn/mask-rcnn_r50_fpn_1x_coco.py', './_base_/resnest50_fpn_syncbn-backbone+head_ms.py']
+model = dict(data_preprocessor={{_base_.resnest_data_preprocessor}}, backbone={{_base_.resnest_backbone}},
+             roi_head=dict(bbox_head={{_base_.resnest_bbox_head}}, mask_head={{_base_.resnest_mask_head}}))
+train_pipeline = {{_base_.resnest_train_pipeline_ms_choice}}
 train_dataloader = dict(dataset=dict(pipeline=train_pipeline))
