@@ -11,6 +11,7 @@ from mmdet.utils import register_all_modules
 from mmengine.config import Config
 
 import resnest_backbones
+from resnest_backbones.variants import get_variant
 
 CONFIG_DIR = os.path.dirname(resnest_backbones.config_path(
     "mmdet/faster-rcnn_s50_fpn_syncbn-backbone+head_ms-range-1x_coco.py"))
@@ -47,6 +48,12 @@ def test_paper_recipe(name):
     cfg = Config.fromfile(os.path.join(CONFIG_DIR, name))
     depth = "101" if "_s101_" in name else "50"
     assert cfg.model.backbone.to_dict() == paper_backbone(depth)
+    # The official weights' ImageNet statistics, on RGB input.
+    checkpoint = get_variant(f"resnest{depth}").checkpoint
+    preprocessor = cfg.model.data_preprocessor
+    assert preprocessor.bgr_to_rgb is True
+    assert preprocessor.mean == pytest.approx([255 * m for m in checkpoint.mean], abs=1e-3)
+    assert preprocessor.std == pytest.approx([255 * s for s in checkpoint.std], abs=1e-3)
     heads = _boxes_heads(cfg)
     assert len(heads) == (3 if name.startswith("cascade") else 1)
     for head in heads:

@@ -24,7 +24,8 @@ max_iters = 600
 image_scale = (128, 128)
 
 model = dict(
-    data_preprocessor=dict(mean=[123.68, 116.779, 103.939], std=[58.393, 57.12, 57.375], bgr_to_rgb=True),
+    # RGB with the ImageNet statistics (as the paper configs and the detectron2 quick start).
+    data_preprocessor=dict(mean=[123.675, 116.28, 103.53], std=[58.395, 57.12, 57.375], bgr_to_rgb=True),
     backbone=dict(
         _delete_=True,
         type='ResNeStBackbone',

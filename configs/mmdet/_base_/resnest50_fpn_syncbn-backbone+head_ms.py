@@ -8,10 +8,10 @@
 custom_imports = dict(imports=['resnest_backbones.openmmlab.mmdet'], allow_failed_imports=False)
 
 resnest_norm_cfg = dict(type='SyncBN', requires_grad=True)
-# The values of the detectron2-ResNeSt fork's and OpenMMLab's own ResNeSt configs, on RGB input. They are not the
-# ImageNet statistics the official weights were trained with (variants.IMAGENET_MEAN/STD x 255 = 123.675, 116.28,
-# 103.53 / 58.395, 57.12, 57.375, as in this project's detectron2 configs): the mean differs in G and B by up to 0.4.
-resnest_data_preprocessor = dict(mean=[123.68, 116.779, 103.939], std=[58.393, 57.12, 57.375], bgr_to_rgb=True)
+# RGB input normalised with the ImageNet statistics the official weights were trained with (variants.IMAGENET_MEAN
+# and IMAGENET_STD x 255), as in this project's detectron2 configs. OpenMMLab's own ResNeSt configs use a mean of
+# 123.68, 116.779, 103.939, which differs in G and B by up to 0.5.
+resnest_data_preprocessor = dict(mean=[123.675, 116.28, 103.53], std=[58.395, 57.12, 57.375], bgr_to_rgb=True)
 resnest_backbone = dict(
     _delete_=True,  # drop the base config's ResNet arguments
     type='ResNeStBackbone',
