@@ -67,16 +67,38 @@ def _recorded_source(path: str) -> Optional[str]:
         return None
 
 
+def _verified_by_name(path: str) -> bool:
+    """Whether the file's name carries a hash (``name-<sha256 prefix>.pth``) that its content matches."""
+    match = _HASHED_NAME.search(os.path.basename(path))
+    if not match:
+        return False
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest().startswith(match.group(1))
+
+
+def _holds(path: str, url: str) -> bool:
+    """Whether ``path`` is ``url``'s download: recorded as such, or (no record: put there by torch.hub, mmengine or
+    by hand) content-addressed by the hash in its name, which any correct download of that name must match."""
+    if not os.path.isfile(path):
+        return False
+    recorded = _recorded_source(path)
+    return recorded == url or (recorded is None and _verified_by_name(path))
+
+
 def cache_path(url: str, cache_dir: str) -> str:
     """Where ``download`` keeps ``url``: ``<cache_dir>/<file name>`` (torch.hub's place) when that file is absent or
-    was downloaded from this very URL, else ``<cache_dir>/<sha256(url)[:16]>/<file name>``.
+    is this URL's download, else ``<cache_dir>/<sha256(url)[:16]>/<file name>``.
 
     Each download records its URL beside the file (``<file>.source``), so two URLs that end in the same file name
-    never share a file, and a file of unknown origin (no record) is never taken for a URL's download.
+    never share a file. A file without a record is taken for a URL's download only if the hash in its name
+    verifies; otherwise it is left alone.
     """
     name = os.path.basename(urlparse(url).path) or "download"
     flat = os.path.join(cache_dir, name)
-    if not os.path.exists(flat) or _recorded_source(flat) == url:
+    if not os.path.exists(flat) or _holds(flat, url):
         return flat
     return os.path.join(cache_dir, hashlib.sha256(url.encode("utf-8")).hexdigest()[:16], name)
 
@@ -88,7 +110,9 @@ def download(url: str, cache_dir: Optional[str] = None, progress: bool = True) -
     the torch.hub convention) the download is verified against it; a wrong or truncated file is deleted and reported.
     """
     destination = cache_path(url, cache_dir or os.path.join(torch.hub.get_dir(), "checkpoints"))
-    if os.path.exists(destination) and _recorded_source(destination) == url:
+    if _holds(destination, url):
+        if _recorded_source(destination) is None:
+            atomic_write_text(destination + SOURCE_SUFFIX, url + "\n")
         return destination
     os.makedirs(os.path.dirname(destination), exist_ok=True)
     match = _HASHED_NAME.search(os.path.basename(destination))

@@ -18,6 +18,10 @@ OFFICIAL, OPENMMLAB, DETECTRON2 = "official", "openmmlab", "detectron2"
 FORMATS = (OFFICIAL, OPENMMLAB, DETECTRON2)
 DETECTRON2_PREFIX = "backbone.bottom_up."
 OPENMMLAB_PREFIX = "backbone."
+# Top-level modules of mmdet detectors and mmseg segmentors, absent from detectron2 models (which have
+# proposal_generator / roi_heads / sem_seg_head): with official names under 'backbone.', they mark an OpenMMLab model
+# of ResNeStBackbone, not a detectron2 C4 detector.
+OPENMMLAB_HEADS = ("neck.", "rpn_head.", "roi_head.", "bbox_head.", "mask_head.", "decode_head.", "auxiliary_head.")
 
 # OpenMMLab -> official renames, applied to the key's tail (after ``layerX.Y.`` for blocks).
 _MM_STEM = {"stem.0.": "conv1.0.", "stem.1.": "conv1.1.", "stem.3.": "conv1.3.", "stem.4.": "conv1.4.",
@@ -74,6 +78,8 @@ def detect_format(state: Mapping[str, torch.Tensor]) -> Tuple[str, str]:
         if any(k.startswith("stem.") for k in body):
             return OPENMMLAB, prefix
         if any(k.startswith(("conv1.", "layer1.")) for k in body):
+            if prefix == OPENMMLAB_PREFIX and any(k.startswith(OPENMMLAB_HEADS) for k in keys):
+                return OPENMMLAB, prefix  # an mmdet/mmseg model around our ResNeStBackbone (official names)
             return (DETECTRON2 if prefix else OFFICIAL), prefix
     raise ValueError("Unrecognised checkpoint layout: expected official/timm ResNeSt keys ('conv1.0.weight', "
                      "'layer1.0.conv2.conv.weight'), OpenMMLab keys ('stem.0.weight', optionally under 'backbone.') "

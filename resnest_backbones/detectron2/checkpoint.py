@@ -8,8 +8,17 @@
   core's ``load_pretrained`` (a wrong architecture raises, listing the differences).
 - Full detectron2 checkpoints (``model_final.pth``, ``--resume``): detectron2's own loading, plus two checks
   detectron2 only logs: no backbone key at all, or a backbone key of the wrong shape, raise.
+
+Every file is read by the core's ``read_checkpoint``: restricted unpickling (``resnest_backbones.safe_pickle``), also
+for detectron2's ``.pkl`` (Detectron1 / Caffe2 / model-zoo numpy weights) and pycls ``.pyth`` files, which
+detectron2 itself opens with plain ``pickle``; ``allow_unsafe_pickle=True`` is the opt-in for a trusted file that
+holds other objects. URLs go through the core's download cache (keyed by URL). Saving is atomic (temporary file,
+``fsync``, rename), and so is writing ``last_checkpoint``: a run killed while saving leaves the previous checkpoint
+and a ``last_checkpoint`` that names it. A ``last_checkpoint`` naming a missing or unreadable file is reported with
+the checkpoints that do exist.
 """
 import logging
+import os
 from typing import Dict, Mapping, Optional, Tuple
 
 from detectron2.checkpoint import DetectionCheckpointer
@@ -17,8 +26,9 @@ from detectron2.utils.file_io import PathManager
 from iopath.common.file_io import PathHandler
 from torch import nn
 
-from ..checkpoint import PRETRAINED_SCHEME, CheckpointMismatchError, download, load_pretrained, read_checkpoint, \
-    resolve_pretrained
+from ..atomic_io import atomic_save, atomic_write_text
+from ..checkpoint import PRETRAINED_SCHEME, CheckpointMismatchError, NotACheckpointError, _is_url, download, \
+    load_pretrained, read_checkpoint, resolve_pretrained
 from ..keymaps import OFFICIAL, OPENMMLAB, detect_format, to_official, unwrap
 from ..resnest import ResNeSt
 
@@ -70,23 +80,83 @@ def _is_backbone_only(checkpoint: Mapping) -> Optional[str]:
 
 
 class ResNeStCheckpointer(DetectionCheckpointer):
-    """``DetectionCheckpointer`` that understands ResNeSt backbone checkpoints; see the module docstring."""
+    """``DetectionCheckpointer`` that understands ResNeSt backbone checkpoints; see the module docstring.
 
-    def __init__(self, model, save_dir="", **kwargs):
+    Args:
+        model, save_dir, **checkpointables: as ``DetectionCheckpointer``.
+        allow_unsafe_pickle (bool): unpickle any object in the files this loads. Only for files you trust:
+            unpickling can run arbitrary code. Default: False (restricted unpickling).
+    """
+
+    def __init__(self, model, save_dir="", *, allow_unsafe_pickle: bool = False, **kwargs):
         register_path_handler()
         super().__init__(model, save_dir, **kwargs)
+        self.allow_unsafe_pickle = allow_unsafe_pickle
+
+    # ----- loading
+    def load(self, path, *args, **kwargs):
+        if path and _is_url(path):
+            path = download(path)  # the core's cache, keyed by URL (iopath's is keyed by the URL's path only)
+        return super().load(path, *args, **kwargs)
 
     def _load_file(self, filename: str) -> Dict:
-        if filename.endswith((".pkl", ".pyth")):
-            return super()._load_file(filename)
-        # weights_only loading (no arbitrary unpickling): detectron2's training checkpoints hold only tensors and
-        # plain Python values, so they load this way too.
-        raw = read_checkpoint(filename)
-        fmt = _is_backbone_only(raw) if isinstance(raw, Mapping) else None
+        raw = read_checkpoint(filename, self.allow_unsafe_pickle)
+        if not isinstance(raw, Mapping):
+            raise NotACheckpointError(f"{filename} holds a {type(raw).__name__}, not a checkpoint (a dict of weights)")
+        fmt = _is_backbone_only(raw)
         if fmt is not None:
             _, state = to_official(raw)
             return {"model": state, _BACKBONE_ONLY: fmt}
-        return dict(raw) if isinstance(raw, Mapping) and "model" in raw else {"model": raw}
+        if filename.endswith(".pkl"):
+            return _detectron_pickle(raw)
+        if filename.endswith(".pyth"):  # pycls, as detectron2 reads it
+            if not isinstance(raw.get("model_state"), Mapping):
+                raise ValueError(f"{filename}: a .pyth file is read as a pycls checkpoint, which holds "
+                                 f"'model_state'; this one has {list(raw)[:8]}")
+            state = {k: v for k, v in raw["model_state"].items() if not k.endswith("num_batches_tracked")}
+            return {"model": state, "__author__": "pycls", "matching_heuristics": True}
+        return dict(raw) if "model" in raw else {"model": raw}
+
+    def resume_or_load(self, path: str, *, resume: bool = True):
+        """As detectron2's, but a ``last_checkpoint`` that names a missing or unreadable file raises an error that
+        names it, the file it points to and the checkpoints that exist (instead of "Checkpoint ... not found!")."""
+        if not (resume and self.has_checkpoint()):
+            return self.load(path, checkpointables=[])
+        tag = os.path.join(self.save_dir, "last_checkpoint")
+        with open(tag, "rb") as handle:
+            named = handle.read().decode("utf-8", errors="replace").strip()
+        target = os.path.join(self.save_dir, named)
+        if not named or not os.path.isfile(target):
+            raise FileNotFoundError(self._bad_tag(tag, named, f"is not a file in {self.save_dir}"))
+        try:
+            return self.load(target)
+        except NotACheckpointError as error:
+            raise NotACheckpointError(self._bad_tag(tag, named, f"cannot be read: {error}")) from None
+
+    def _bad_tag(self, tag: str, named: str, problem: str) -> str:
+        existing = sorted(os.path.basename(p) for p in self.get_all_checkpoint_files())
+        return (f"Cannot resume: {tag} names {named!r}, which {problem}. Checkpoints in {self.save_dir}: "
+                f"{', '.join(existing) or 'none'}. Write the name of one of them into {tag}, or remove {tag} (or "
+                "drop --resume) to start from MODEL.WEIGHTS.")
+
+    # ----- saving
+    def save(self, name: str, **kwargs) -> None:
+        """As detectron2's (``model``, every checkpointable's state, ``kwargs``), written atomically."""
+        if not self.save_dir or not self.save_to_disk or "://" in self.save_dir:
+            return super().save(name, **kwargs)  # nothing to save, or a remote folder (PathManager's own writes)
+        data = {"model": self.model.state_dict()}
+        data.update({key: obj.state_dict() for key, obj in self.checkpointables.items()})
+        data.update(kwargs)
+        basename = f"{name}.pth"
+        save_file = os.path.join(self.save_dir, basename)
+        self.logger.info(f"Saving checkpoint to {save_file}")
+        atomic_save(data, save_file)
+        self.tag_last_checkpoint(basename)
+
+    def tag_last_checkpoint(self, last_filename_basename: str) -> None:
+        if "://" in self.save_dir:
+            return super().tag_last_checkpoint(last_filename_basename)
+        atomic_write_text(os.path.join(self.save_dir, "last_checkpoint"), last_filename_basename)
 
     def _load_model(self, checkpoint: Dict):
         prefix, backbone = find_resnest(self.model)
@@ -129,6 +199,16 @@ class ResNeStCheckpointer(DetectionCheckpointer):
             raise CheckpointMismatchError(
                 f"{len(wrong)} backbone weights in MODEL.WEIGHTS have the wrong shape ({'; '.join(wrong[:5])}). "
                 "Set MODEL.RESNEST.VARIANT (and MODEL.RESNEST keys) to the checkpoint's architecture.")
+
+
+def _detectron_pickle(raw: Mapping) -> Dict:
+    """detectron2's reading of a ``.pkl``: its model-zoo format (``model`` + ``__author__``) as is, else Detectron1 /
+    Caffe2 blobs (optionally under ``blobs``, without the ``_momentum`` optimizer blobs) matched by name."""
+    if "model" in raw and "__author__" in raw:
+        return dict(raw)
+    blobs = raw["blobs"] if isinstance(raw.get("blobs"), Mapping) else raw
+    state = {k: v for k, v in blobs.items() if not k.endswith("_momentum")}
+    return {"model": state, "__author__": "Caffe2", "matching_heuristics": True}
 
 
 __all__ = ["ResNeStCheckpointer", "ResNeStPretrainedHandler", "register_path_handler", "find_resnest"]
