@@ -3,6 +3,7 @@
 ``load_pretrained`` recognises every layout in ``keymaps`` and loads strictly: anything that does not fit raises a
 ``CheckpointMismatchError`` listing missing keys, unexpected keys and shape mismatches.
 """
+import difflib
 import hashlib
 import os
 import pickle
@@ -27,7 +28,9 @@ SOURCE_SUFFIX = ".source"  # beside each downloaded file: the URL it came from
 
 
 class CheckpointMismatchError(RuntimeError):
-    """The checkpoint does not fit the model; the message lists every difference."""
+    """The checkpoint does not fit the model; the message lists every difference (``details``: those lines)."""
+
+    details: List[str] = []
 
 
 class NotACheckpointError(RuntimeError):
@@ -195,6 +198,21 @@ def read_checkpoint(path: str, allow_unsafe_pickle: bool = False) -> Mapping:
         "the path, or download or copy the file again.") from None
 
 
+def resolve_source(source: str, progress: bool = True) -> str:
+    """The local file of a path, URL (downloaded into the cache) or published variant name (``resnest50`` /
+    ``resnest://resnest50``)."""
+    source = os.fspath(source)
+    if source.startswith(PRETRAINED_SCHEME) or (source in VARIANTS and not os.path.exists(source)):
+        source = resolve_pretrained(source)
+    if _is_url(source):
+        return download(source, progress=progress)
+    if not os.path.exists(source):
+        close = difflib.get_close_matches(os.path.basename(source), list(VARIANTS), 1)
+        raise FileNotFoundError(f"Checkpoint file not found: {source} (nor is it a URL or a published variant name"
+                                + (f"; did you mean {close[0]!r}?)" if close else ")"))
+    return source
+
+
 def load_state(source: Union[str, Mapping], allow_unsafe_pickle: bool = False, progress: bool = True) -> Mapping:
     """A checkpoint object from a path, URL, published variant name (``resnest50`` / ``resnest://resnest50``) or
     an in-memory state dict."""
@@ -202,12 +220,7 @@ def load_state(source: Union[str, Mapping], allow_unsafe_pickle: bool = False, p
         return source
     if not isinstance(source, (str, os.PathLike)):
         raise TypeError(f"Expected a path, URL, variant name or state dict, got {type(source).__name__}")
-    source = os.fspath(source)
-    if source.startswith(PRETRAINED_SCHEME) or (source in VARIANTS and not os.path.exists(source)):
-        source = resolve_pretrained(source)
-    if _is_url(source):
-        source = download(source, progress=progress)
-    return read_checkpoint(source, allow_unsafe_pickle)
+    return read_checkpoint(resolve_source(source, progress), allow_unsafe_pickle)
 
 
 def _describe(source) -> str:
@@ -258,14 +271,15 @@ def load_pretrained(model: nn.Module, source: Union[str, Mapping], allow_unsafe_
             unexpected.append(key)
     missing = [k for k in own if k not in state and not k.endswith("num_batches_tracked")]
     if missing or unexpected or mismatched:
-        lines = [f"Checkpoint {report.source} ({fmt} format) does not fit {type(model).__name__}:"]
-        for title, keys in (("missing keys", missing), ("unexpected keys", unexpected),
-                            ("shape mismatches", mismatched)):
-            if keys:
-                lines.append(f"  {len(keys)} {title}: " + ", ".join(keys[:12]) + (" ..." if len(keys) > 12 else ""))
-        lines.append("Check that the variant (depth, radix, cardinality, width, stem_width) matches the checkpoint, "
-                     "e.g. create_model('resnest101') for a ResNeSt-101 file.")
-        raise CheckpointMismatchError("\n".join(lines))
+        details = [f"  {len(keys)} {title}: " + ", ".join(keys[:12]) + (" ..." if len(keys) > 12 else "")
+                   for title, keys in (("missing keys", missing), ("unexpected keys", unexpected),
+                                       ("shape mismatches", mismatched)) if keys]
+        error = CheckpointMismatchError("\n".join(
+            [f"Checkpoint {report.source} ({fmt} format) does not fit {type(model).__name__}:", *details,
+             "Check that the variant (depth, radix, cardinality, width, stem_width) matches the checkpoint, e.g. "
+             "create_model('resnest101') for a ResNeSt-101 file."]))
+        error.details = details  # the lists alone, for callers that phrase the fix in their own terms
+        raise error
     model.load_state_dict(to_load, strict=False)
     report.loaded = sorted(to_load)
     return report

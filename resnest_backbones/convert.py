@@ -1,7 +1,8 @@
 """Checkpoint conversion between the official/timm, detectron2 and OpenMMLab layouts (``tools/convert_weights.py``).
 
 Every direction goes through the official names; whatever is not part of the ResNeSt backbone (detector heads,
-optimizer state, the classifier when the target has none) is reported, never dropped silently.
+the classifier when the target has none) and every entry besides the weights (optimizer state, meta, message hub)
+is reported, never dropped silently.
 """
 import argparse
 from dataclasses import dataclass, field
@@ -9,8 +10,11 @@ from typing import Dict, List, Mapping, Optional
 
 import torch
 
-from .checkpoint import load_state
-from .keymaps import DETECTRON2, FORMATS, OFFICIAL, OPENMMLAB, detect_format, from_official, to_official, unwrap
+from .atomic_io import atomic_save
+from .checkpoint import CheckpointMismatchError, read_checkpoint, resolve_source
+from .cli import add_debug_option, refuse_overwriting_input, run
+from .keymaps import DETECTRON2, FORMATS, OFFICIAL, OPENMMLAB, WRAPPERS, detect_format, from_official, to_official, \
+    unwrap
 
 
 @dataclass
@@ -19,19 +23,38 @@ class ConversionReport:
     target_format: str
     converted: int = 0
     not_converted: List[str] = field(default_factory=list)
+    # Entries besides the weights (optimizer state, meta, message hub, ...), as "name (type)".
+    dropped_entries: List[str] = field(default_factory=list)
 
     def summary(self) -> str:
         lines = [f"{self.source_format} -> {self.target_format}: {self.converted} tensors converted"]
+        if self.dropped_entries:
+            lines.append(f"{len(self.dropped_entries)} entries besides the weights NOT converted (training state, "
+                         "metadata):")
+            lines += [f"  {entry}" for entry in self.dropped_entries]
         if self.not_converted:
             lines.append(f"{len(self.not_converted)} keys NOT converted (not part of the ResNeSt backbone, or no "
                          "place for them in the target layout):")
             lines += [f"  {key}" for key in self.not_converted]
-        else:
+        if not self.dropped_entries and not self.not_converted:
             lines.append("every key was converted")
         return "\n".join(lines)
 
 
-def convert_checkpoint(checkpoint: Mapping, target: str, variant: Optional[str] = None):
+def dropped_entries(checkpoint: Mapping) -> List[str]:
+    """Everything of ``checkpoint`` that is not a tensor of its state dict (what ``keymaps.unwrap`` leaves out):
+    the siblings of each wrapper (``meta``, ``optimizer``, ``message_hub``, ``iteration`` ...) and non-tensor values
+    in the state dict itself, as ``"path (type)"``."""
+    dropped, level, path = [], checkpoint, ""
+    for wrapper in WRAPPERS:
+        if isinstance(level, Mapping) and isinstance(level.get(wrapper), Mapping):
+            dropped += [f"{path}{k} ({type(v).__name__})" for k, v in level.items() if k != wrapper]
+            level, path = level[wrapper], f"{path}{wrapper}."
+    return dropped + [f"{path}{k} ({type(v).__name__})" for k, v in level.items() if not isinstance(v, torch.Tensor)]
+
+
+def convert_checkpoint(checkpoint: Mapping, target: str, variant: Optional[str] = None,
+                       source_name: str = "the checkpoint"):
     """Convert ``checkpoint`` (any supported layout) to ``target`` (``official``, ``detectron2``, ``openmmlab``).
 
     Args:
@@ -39,6 +62,7 @@ def convert_checkpoint(checkpoint: Mapping, target: str, variant: Optional[str] 
         target: target layout.
         variant: optional variant name; when given, the converted weights are loaded strictly into
             ``create_model(variant)`` first, so a checkpoint of another architecture fails here and not later.
+        source_name: how error messages name the checkpoint (its file).
 
     Returns:
         ``(converted checkpoint object, ConversionReport)``.
@@ -48,36 +72,59 @@ def convert_checkpoint(checkpoint: Mapping, target: str, variant: Optional[str] 
     state = unwrap(checkpoint)
     source_format, prefix = detect_format(state)
     _, official = to_official(checkpoint)
-    report = ConversionReport(source_format, target)
+    report = ConversionReport(source_format, target, dropped_entries=dropped_entries(checkpoint))
     report.not_converted = sorted(k for k in state if not k.startswith(prefix))
     if target != OFFICIAL:
         # Neither detectors nor OpenMMLab backbones have an ImageNet classifier.
         report.not_converted += sorted(k for k in official if k.startswith("fc."))
     if variant is not None:
-        from . import create_model, load_pretrained
-        load_pretrained(create_model(variant, num_classes=1000 if "fc.weight" in official else 0), official)
+        _check_variant(official, variant, source_name)
     converted = from_official(official, target)
     report.converted = len(unwrap(converted))
     return converted, report
 
 
-def main(argv: Optional[List[str]] = None) -> int:
-    parser = argparse.ArgumentParser(
-        description="Convert a ResNeSt checkpoint between the official/timm, detectron2 and OpenMMLab layouts. The "
-                    "source layout is detected; keys that are not converted are listed.")
-    parser.add_argument("source", help="checkpoint path, URL, or published variant name (e.g. resnest50)")
-    parser.add_argument("output", help="where to write the converted checkpoint (.pth)")
-    parser.add_argument("--to", required=True, choices=FORMATS, help="target layout")
-    parser.add_argument("--variant", help="check the weights against this variant (strict load) before saving")
-    parser.add_argument("--allow-unsafe-pickle", action="store_true",
-                        help="allow unpickling arbitrary objects (training checkpoints); only for trusted files")
-    args = parser.parse_args(argv)
-    checkpoint = load_state(args.source, allow_unsafe_pickle=args.allow_unsafe_pickle)
-    converted, report = convert_checkpoint(checkpoint, args.to, args.variant)
-    torch.save(converted, args.output)
+def _check_variant(official: Dict[str, torch.Tensor], variant: str, source_name: str) -> None:
+    from . import create_model, load_pretrained
+    try:
+        load_pretrained(create_model(variant, num_classes=1000 if "fc.weight" in official else 0), official)
+    except CheckpointMismatchError as error:
+        raise CheckpointMismatchError("\n".join([
+            f"{source_name} does not fit --variant {variant}:", *error.details,
+            "Give the checkpoint's own variant with --variant (e.g. --variant resnest101 for a ResNeSt-101 file; "
+            "resnest_backbones.list_models() lists them), or leave --variant out to convert without this check."])) \
+            from None
+
+
+def _convert(args: argparse.Namespace) -> int:
+    source = resolve_source(args.source)  # the local file (a URL or variant name: its cached download)
+    refuse_overwriting_input(args.output, "source", source)
+    checkpoint = read_checkpoint(source, allow_unsafe_pickle=args.allow_unsafe_pickle)
+    converted, report = convert_checkpoint(checkpoint, args.to, args.variant, source_name=args.source)
+    atomic_save(converted, args.output)  # complete or absent, never half written
     print(report.summary())
     print(f"saved {args.output}")
     return 0
 
 
-__all__ = ["convert_checkpoint", "ConversionReport", "main", "OFFICIAL", "OPENMMLAB", "DETECTRON2"]
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        description="Convert a ResNeSt checkpoint between the official/timm, detectron2 and OpenMMLab layouts. The "
+                    "source layout is detected; whatever is not converted is listed.")
+    parser.add_argument("source", help="checkpoint path, URL, or published variant name (e.g. resnest50)")
+    parser.add_argument("output", help="where to write the converted checkpoint (.pth); never the input")
+    parser.add_argument("--to", required=True, choices=FORMATS, help="target layout")
+    parser.add_argument("--variant", help="check the weights against this variant (strict load) before saving")
+    parser.add_argument("--allow-unsafe-pickle", action="store_true",
+                        help="unpickle any object in the source (only for a file you trust: unpickling can run "
+                             "code); without it, only tensors, arrays and plain data are read")
+    return add_debug_option(parser)
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    """``tools/convert_weights.py``: returns the exit status (errors are one message, ``--debug`` for a traceback)."""
+    return run(_convert, build_parser(), argv)
+
+
+__all__ = ["convert_checkpoint", "dropped_entries", "ConversionReport", "main", "OFFICIAL", "OPENMMLAB",
+           "DETECTRON2"]

@@ -18,6 +18,7 @@ OFFICIAL, OPENMMLAB, DETECTRON2 = "official", "openmmlab", "detectron2"
 FORMATS = (OFFICIAL, OPENMMLAB, DETECTRON2)
 DETECTRON2_PREFIX = "backbone.bottom_up."
 OPENMMLAB_PREFIX = "backbone."
+WRAPPERS = ("state_dict", "model")  # keys that wrap the state dict (mmengine, detectron2), outermost first
 # Top-level modules of mmdet detectors and mmseg segmentors, absent from detectron2 models (which have
 # proposal_generator / roi_heads / sem_seg_head): with official names under 'backbone.', they mark an OpenMMLab model
 # of ResNeStBackbone, not a detectron2 C4 detector.
@@ -34,7 +35,7 @@ _BLOCK_KEY = re.compile(r"^(layer\d+\.\d+\.)(.*)$")
 def unwrap(checkpoint: Mapping) -> Dict[str, torch.Tensor]:
     """The state dict inside a checkpoint (``state_dict`` / ``model`` wrappers, DataParallel ``module.`` prefix)."""
     state = checkpoint
-    for wrapper in ("state_dict", "model"):
+    for wrapper in WRAPPERS:
         if isinstance(state, Mapping) and isinstance(state.get(wrapper), Mapping):
             state = state[wrapper]
     if not isinstance(state, Mapping) or not state:

@@ -15,9 +15,11 @@ import torch  # noqa: E402
 
 import resnest_backbones as rb  # noqa: E402
 from resnest_backbones import export  # noqa: E402
+from resnest_backbones.checkpoint import resolve_source  # noqa: E402
+from resnest_backbones.cli import add_debug_option, refuse_overwriting_input, run  # noqa: E402
 
 
-def parse_args(argv=None):
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("model", choices=rb.list_models(), metavar="MODEL", help="variant name (list_models())")
     parser.add_argument("--format", choices=["onnx", "torchscript"], required=True)
@@ -29,14 +31,15 @@ def parse_args(argv=None):
     parser.add_argument("--head", action="store_true", help="export the logits instead of res2..res5")
     parser.add_argument("--size", type=int, default=224, help="side of the square tracing input")
     parser.add_argument("--opset", type=int, default=17)
-    return parser.parse_args(argv)
+    return add_debug_option(parser)
 
 
-def main(argv=None):
-    args = parse_args(argv)
+def _export(args):
     model = rb.create_model(args.model, num_classes=args.num_classes)
     if args.weights:
-        print(rb.load_pretrained(model, args.weights))
+        weights = resolve_source(args.weights)  # a URL or variant name: its cached download
+        refuse_overwriting_input(args.out, "--weights", weights)
+        print(rb.load_pretrained(model, weights))
     model.eval()
     example = torch.rand(1, 3, args.size, args.size)
     if args.format == "onnx":
@@ -47,8 +50,14 @@ def main(argv=None):
         error = export.check_torchscript(traced, model, head=args.head)
     print(f"wrote {args.out}; max relative error against eager on a 2x3x256x320 input: {error:.2e}")
     if error > 1e-4:
-        raise SystemExit(f"export differs from eager (max relative error {error:.2e} > 1e-4)")
+        raise RuntimeError(f"the export differs from eager PyTorch (max relative error {error:.2e} > 1e-4); "
+                           f"{args.out} was written but should not be used")
+
+
+def main(argv=None) -> int:
+    """Exit status: 0, or 1 after an error printed as one message (``--debug`` shows the traceback)."""
+    return run(_export, build_parser(), argv)
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

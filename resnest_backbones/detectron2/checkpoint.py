@@ -106,7 +106,7 @@ class ResNeStCheckpointer(DetectionCheckpointer):
         fmt = _is_backbone_only(raw)
         if fmt is not None:
             _, state = to_official(raw)
-            return {"model": state, _BACKBONE_ONLY: fmt}
+            return {"model": state, _BACKBONE_ONLY: (fmt, filename)}
         if filename.endswith(".pkl"):
             return _detectron_pickle(raw)
         if filename.endswith(".pyth"):  # pycls, as detectron2 reads it
@@ -169,18 +169,19 @@ class ResNeStCheckpointer(DetectionCheckpointer):
         return incompatible
 
     def _load_backbone(self, checkpoint: Dict, prefix: Optional[str], backbone: Optional[ResNeSt]):
-        fmt = checkpoint.pop(_BACKBONE_ONLY)
+        fmt, filename = checkpoint.pop(_BACKBONE_ONLY)
         if backbone is None:
-            raise ValueError(f"MODEL.WEIGHTS is a ResNeSt backbone checkpoint ({fmt} layout) but the model has no "
-                             "ResNeSt backbone: set MODEL.BACKBONE.NAME to build_resnest_fpn_backbone (or "
+            raise ValueError(f"MODEL.WEIGHTS {filename} is a ResNeSt backbone checkpoint ({fmt} layout) but the model "
+                             "has no ResNeSt backbone: set MODEL.BACKBONE.NAME to build_resnest_fpn_backbone (or "
                              "build_resnest_backbone).")
         try:
             report = load_pretrained(backbone, checkpoint.pop("model"))
         except CheckpointMismatchError as error:
-            raise CheckpointMismatchError(
-                f"{error}\nMODEL.RESNEST.VARIANT is {getattr(backbone, 'variant', '?')!r}: set it (or the "
-                "MODEL.RESNEST architecture keys) to the checkpoint's architecture, or MODEL.WEIGHTS to a "
-                "checkpoint of this one.") from None
+            raise CheckpointMismatchError("\n".join([
+                f"MODEL.WEIGHTS {filename} ({fmt} layout) does not fit the ResNeSt backbone of MODEL.RESNEST.VARIANT "
+                f"{getattr(backbone, 'variant', '?')!r}:", *error.details,
+                "Set MODEL.RESNEST.VARIANT (or the MODEL.RESNEST architecture keys) to the checkpoint's architecture, "
+                "or MODEL.WEIGHTS to a checkpoint of this one."])) from None
         logger.info(f"Loaded {len(report.loaded)} ResNeSt backbone tensors ({fmt} layout) into '{prefix}*'; "
                     f"skipped {len(report.skipped)} the backbone does not build (classifier / unused stages). "
                     "Every other part of the detector starts from its initialisation.")
