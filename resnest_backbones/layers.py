@@ -1,7 +1,7 @@
 """Small layers shared by the core model and every adapter: DropBlock, FrozenBatchNorm2d, and the one table of
 norm layers (``NORM_LAYERS``) that every adapter maps its framework's norm names onto."""
 from functools import partial
-from typing import Callable, Dict, Union
+from typing import Callable, Dict, Tuple, Union
 
 import torch
 import torch.nn.functional as F
@@ -27,6 +27,12 @@ class DropBlock2D(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self.training or self.drop_prob == 0.0:
             return x
+        keep, scale = self.sample_keep_mask(x)
+        return x * keep * scale
+
+    def sample_keep_mask(self, x: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+        """A random ``(keep, scale)`` for ``x``: ``keep`` is 0/1 with ``x``'s shape, ``forward`` returns
+        ``x * keep * scale`` (also used by the memory-efficient training path, which stores ``keep`` as bytes)."""
         height, width = x.shape[-2], x.shape[-1]
         block = min(self.block_size, height, width)
         valid = max((height - block + 1) * (width - block + 1), 1)
@@ -38,7 +44,7 @@ class DropBlock2D(nn.Module):
         if block % 2 == 0:
             dropped = dropped[..., :height, :width]
         keep = 1.0 - dropped
-        return x * keep * (keep.numel() / keep.sum().clamp(min=1.0))
+        return keep, keep.numel() / keep.sum().clamp(min=1.0)
 
     def extra_repr(self) -> str:
         return f"drop_prob={self.drop_prob}, block_size={self.block_size}"

@@ -11,6 +11,8 @@ import torch.utils.checkpoint as cp
 from torch import nn
 
 from .layers import DropBlock2D, FrozenBatchNorm2d, NormSpec, make_norm_layer, single_group
+from .memory_efficient import applies as _memory_efficient_applies, bottleneck_core, disabled, \
+    set_memory_efficient
 from .split_attention import SplitAttention
 
 STAGE_NAMES = ("res2", "res3", "res4", "res5")
@@ -86,8 +88,12 @@ class Bottleneck(nn.Module):
         self.bn3 = norm_layer(planes * self.expansion)
         self.drop_block3 = drop_block()
         self.downsample = downsample
+        # Training formulation (memory_efficient.py): None = where measured no slower (CPU), True = also CUDA.
+        self.memory_efficient = None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not torch.jit.is_scripting() and self._memory_efficient_applies(x):
+            return self._forward_memory_efficient(x)
         shortcut = x if self.downsample is None else self.downsample(x)
         out = self.relu(self.drop_block1(self.bn1(self.conv1(x))))
         if self.avd_layer is not None and self.avd_first:
@@ -102,6 +108,25 @@ class Bottleneck(nn.Module):
         # block-sized buffer per block costs page faults on CPU (measured: eager ~5% slower than timm without it).
         out += shortcut
         return self.relu(out)
+
+    @torch.jit.unused
+    def _memory_efficient_applies(self, x: torch.Tensor) -> bool:
+        return _memory_efficient_applies(self, x)
+
+    @torch.jit.unused
+    def _forward_memory_efficient(self, x: torch.Tensor) -> torch.Tensor:
+        """The same function as ``forward``; bn1 .. conv3 run as one autograd Function that saves only conv1's and
+        the split-attention conv's outputs (``memory_efficient.bottleneck_core``)."""
+        shortcut = x if self.downsample is None else self.downsample(x)
+        out = self.drop_block3(self.bn3(bottleneck_core(self, self.conv1(x))))
+        out += shortcut
+        return self.relu(out)
+
+
+def _call_eager(block: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    # Under with_cp only the block input is kept anyway: the memory-efficient formulation would only add work.
+    with disabled():
+        return block(x)
 
 
 class Stage(nn.Sequential):
@@ -122,7 +147,7 @@ class Stage(nn.Sequential):
     @torch.jit.unused
     def _forward_checkpointed(self, x: torch.Tensor) -> torch.Tensor:
         for block in self:
-            x = cp.checkpoint(block, x, use_reentrant=False)
+            x = cp.checkpoint(_call_eager, block, x, use_reentrant=False)
         return x
 
 
@@ -242,7 +267,7 @@ class ResNeSt(nn.Module):
         self.with_cp = with_cp
 
     # TorchScript compiles forward only; this Python-side switch stays out of it.
-    __jit_unused_properties__ = ["with_cp"]
+    __jit_unused_properties__ = ["with_cp", "memory_efficient"]
 
     @property
     def with_cp(self) -> bool:
@@ -254,6 +279,17 @@ class ResNeSt(nn.Module):
         for stage in self._stages():
             if isinstance(stage, Stage):
                 stage.with_cp = bool(value)
+
+    @property
+    def memory_efficient(self) -> Optional[bool]:
+        """The training formulation of every block (``memory_efficient.set_memory_efficient``): None (default) where
+        measured no slower (CPU), True also on CUDA, False the plain eager forward."""
+        blocks = [m for m in self.modules() if isinstance(m, Bottleneck)]
+        return blocks[0].memory_efficient if blocks else None
+
+    @memory_efficient.setter
+    def memory_efficient(self, value: Optional[bool]) -> None:
+        set_memory_efficient(self, value)
 
     def _stages(self) -> List[nn.Module]:
         return [getattr(self, name) for name in self.stage_names]

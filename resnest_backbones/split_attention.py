@@ -75,14 +75,19 @@ class SplitAttention(nn.Module):
         self.fc2 = nn.Conv2d(attention_width, out_channels * radix, 1, groups=cardinality)
         self.rsoftmax = RadixSoftmax(radix, cardinality)
 
+    def attention(self, gap: torch.Tensor) -> torch.Tensor:
+        """Attention weights ``(B, radix, C, 1, 1)`` (radix-major, as the splits) from the pooled ``(B, C, 1, 1)``
+        sum of the splits. Shared by this eager forward and the memory-efficient training path."""
+        attention = self.rsoftmax(self.fc2(self.relu(self.bn1(self.fc1(gap)))))
+        return attention.view(gap.size(0), self.radix, self.out_channels, 1, 1)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.relu(self.drop_block(self.bn0(self.conv(x))))
         batch, height, width = x.size(0), x.size(2), x.size(3)
         # (B, radix, C, H, W): summing over dim 1 adds the splits without a Python loop (radix 1: a view of x).
         splits = x.view(batch, self.radix, self.out_channels, height, width)
         gap = splits.sum(dim=1).mean((2, 3), keepdim=True) if self.radix > 1 else x.mean((2, 3), keepdim=True)
-        attention = self.rsoftmax(self.fc2(self.relu(self.bn1(self.fc1(gap)))))
+        attention = self.attention(gap)
         if self.radix == 1:
             return x * attention.view(batch, self.out_channels, 1, 1)
-        attention = attention.view(batch, self.radix, self.out_channels, 1, 1)
         return (splits * attention).sum(dim=1)
