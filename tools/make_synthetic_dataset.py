@@ -9,10 +9,11 @@ import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # run from a checkout, any cwd
+from resnest_backbones.cli import add_debug_option, run  # noqa: E402
 from resnest_backbones.datasets import make_synthetic_dataset  # noqa: E402
 
 
-def main(argv=None):
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("root", help="output folder")
     parser.add_argument("--num-train", type=int, default=800)
@@ -23,13 +24,24 @@ def main(argv=None):
                         help="object diameter as a fraction of the image side")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--image-format", choices=("png", "jpg"), default="png")
-    parser.add_argument("--overwrite", action="store_true", help="replace a dataset made with other arguments")
-    args = parser.parse_args(argv)
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace a dataset this tool made in ROOT with other arguments (deletes only the files "
+                             "recorded in its synthetic_meta.json; a folder with other files is always refused)")
+    return add_debug_option(parser)
+
+
+def _make(args) -> int:
     paths = make_synthetic_dataset(args.root, args.num_train, args.num_val, args.image_size,
                                    tuple(args.objects_per_image), tuple(args.object_size), args.seed,
                                    args.image_format, args.overwrite)
     print(json.dumps(paths, indent=2))
+    return 0
+
+
+def main(argv=None) -> int:
+    """Exit status: 0, or 1 after an error printed as one message (``--debug`` shows the traceback)."""
+    return run(_make, build_parser(), argv)
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

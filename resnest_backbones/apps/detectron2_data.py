@@ -72,9 +72,13 @@ def register_synthetic_datasets(cfg) -> Dict[str, str]:
     s = cfg.DATASETS.SYNTHETIC
     try:
         paths = make_synthetic_dataset(synthetic_root(cfg), s.NUM_TRAIN, s.NUM_VAL, s.IMAGE_SIZE, seed=s.SEED)
-    except FileExistsError as error:
-        raise FileExistsError(f"{error} With detectron2: set DATASETS.SYNTHETIC.ROOT to another folder, or delete "
-                              "that one.") from None
+    except FileExistsError as error:  # the maker never touches files it did not make (nor, here, its other datasets)
+        raise FileExistsError(f"DATASETS.SYNTHETIC.ROOT: {error} With detectron2: set DATASETS.SYNTHETIC.ROOT to a "
+                              "new or empty folder, or set the DATASETS.SYNTHETIC keys to the ones that folder was "
+                              "made with.") from None
+    except ValueError as error:
+        raise ValueError(f"DATASETS.SYNTHETIC (NUM_TRAIN {s.NUM_TRAIN}, NUM_VAL {s.NUM_VAL}, IMAGE_SIZE "
+                         f"{s.IMAGE_SIZE}): {error}") from None
     for name, (fmt, split) in SPLITS.items():
         _replace(name)
         if fmt == "coco":

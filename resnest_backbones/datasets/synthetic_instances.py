@@ -26,22 +26,26 @@ from the exhaustively annotated image) and ``not_exhaustive_category_ids`` (empt
 ``frequency`` ('r' in 1-10 training images, 'c' in 11-100, 'f' above, as LVIS defines it), ``image_count``,
 ``instance_count``, ``synset``, ``synonyms`` and ``def``. Category ids are 1..3 in both formats.
 
-Calling ``make_synthetic_dataset`` again with the same arguments reuses what is on disk (a ``synthetic_meta.json``
-records them); different arguments raise unless ``overwrite=True``.
+Calling ``make_synthetic_dataset`` again with the same arguments reuses what is on disk; ``synthetic_meta.json``
+records the arguments and every file written (``manifest``). The maker writes only into an empty folder or one it
+made itself, and never deletes or overwrites a file it did not record; a dataset made with different arguments is
+refused unless ``overwrite=True``, which deletes exactly the recorded files.
 """
 import json
 import math
 import os
-import shutil
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 from PIL import Image, ImageDraw
 
+from ..atomic_io import atomic_write_text
+from .manifest import MANIFEST, claim, complete
+
 CLASSES = ("circle", "square", "triangle")
 _LVIS_HOST = "http://images.cocodataset.org/"
-_META = "synthetic_meta.json"
 _FORMAT_VERSION = 1
+_MAKER = "make_synthetic_dataset"
 
 
 def synthetic_paths(root: str) -> Dict[str, str]:
@@ -174,11 +178,7 @@ def _lvis_json(images: List[Dict], annotations: List[Dict], train_annotations: L
 
 
 def _write_json(path: str, content: Dict) -> None:
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        json.dump(content, f)
-    os.replace(tmp, path)  # readers never see a half-written file
+    atomic_write_text(path, json.dumps(content))  # readers never see a half-written file
 
 
 def make_synthetic_dataset(root: str, num_train: int = 800, num_val: int = 100, image_size: int = 256,
@@ -194,10 +194,15 @@ def make_synthetic_dataset(root: str, num_train: int = 800, num_val: int = 100, 
         object_size (tuple): range of an object's circumscribed diameter as a fraction of ``image_size``.
         seed (int): random seed; the same arguments always give the same dataset.
         image_format (str): ``"png"`` or ``"jpg"``.
-        overwrite (bool): replace a dataset made with other arguments instead of raising.
+        overwrite (bool): replace a dataset this function made in ``root`` with other arguments (deleting only
+            the files its record lists) instead of raising.
 
     Returns:
         dict of paths, see ``synthetic_paths``.
+
+    Raises:
+        FileExistsError: ``root`` holds files this function did not make, or (without ``overwrite``) a dataset
+            made with other arguments.
     """
     if image_format not in ("png", "jpg"):
         raise ValueError(f"image_format must be 'png' or 'jpg', got {image_format!r}")
@@ -205,17 +210,22 @@ def make_synthetic_dataset(root: str, num_train: int = 800, num_val: int = 100, 
         raise ValueError(f"num_train and num_val must be >= 1, got {num_train}, {num_val}")
     if not 0 < object_size[0] <= object_size[1] < 1:
         raise ValueError(f"object_size must satisfy 0 < min <= max < 1, got {object_size}")
+    if isinstance(image_size, bool) or not isinstance(image_size, int) or image_size < 16:
+        raise ValueError(f"image_size must be an integer >= 16 (pixels), got {image_size!r}")
+    if not 0 <= objects_per_image[0] <= objects_per_image[1]:
+        raise ValueError(f"objects_per_image must satisfy 0 <= min <= max, got {tuple(objects_per_image)}")
     paths = synthetic_paths(root)
     arguments = dict(version=_FORMAT_VERSION, num_train=num_train, num_val=num_val, image_size=image_size,
                      objects_per_image=list(objects_per_image), object_size=list(object_size), seed=seed,
                      image_format=image_format)
-    existing = _read_meta(paths["root"])
-    if existing == arguments and all(os.path.exists(p) for p in paths.values()):
+    if _legacy_meta(paths["root"]) == arguments and all(os.path.exists(p) for p in paths.values()):
+        return paths  # made by a version without a file record, with these arguments: reuse, never modify
+    files = [f"images/{split}/{index:06d}.{image_format}" for split, count in (("train", num_train), ("val", num_val))
+             for index in range(1, count + 1)]
+    files += [os.path.relpath(paths[key], paths["root"]) for key in ("coco_train", "coco_val", "lvis_train",
+                                                                      "lvis_val")]
+    if claim(paths["root"], _MAKER, arguments, files, overwrite):
         return paths
-    if existing is not None and existing != arguments and not overwrite:
-        raise FileExistsError(f"{paths['root']} holds a synthetic dataset made with {existing}, not {arguments}. "
-                              "Pass overwrite=True (--overwrite) or choose another folder.")
-    shutil.rmtree(paths["image_root"], ignore_errors=True)
     train_rng, val_rng = (np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(2))
     common = dict(paths=paths, image_size=image_size, objects_per_image=tuple(objects_per_image),
                   object_size=tuple(object_size), image_format=image_format)
@@ -225,13 +235,15 @@ def make_synthetic_dataset(root: str, num_train: int = 800, num_val: int = 100, 
     _write_json(paths["coco_val"], _coco_json(*val))
     _write_json(paths["lvis_train"], _lvis_json(*train, train_annotations=train[1]))
     _write_json(paths["lvis_val"], _lvis_json(*val, train_annotations=train[1]))
-    _write_json(os.path.join(paths["root"], _META), arguments)  # last: marks the dataset complete
+    complete(paths["root"], _MAKER, arguments, files)  # last: marks the dataset complete
     return paths
 
 
-def _read_meta(root: str) -> Optional[Dict]:
+def _legacy_meta(root: str) -> Optional[Dict]:
+    """The arguments recorded by versions before the file record (a flat dict), if that is what ``root`` has."""
     try:
-        with open(os.path.join(root, _META)) as f:
-            return json.load(f)
+        with open(os.path.join(root, MANIFEST)) as f:
+            meta = json.load(f)
     except (OSError, ValueError):
         return None
+    return meta if isinstance(meta, dict) and "files" not in meta else None

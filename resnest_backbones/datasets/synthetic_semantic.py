@@ -16,7 +16,9 @@ API::
     make_cityscapes_layout(root, num_train=48, num_val=12, image_size=(128, 256), num_classes=5, seed=0)
 
 Both return ``{"root", "classes", "train_images", "val_images"}`` and reuse what is on disk when called again with
-the same arguments (``synthetic_meta.json`` records them); other arguments rebuild the directory's files.
+the same arguments. ``synthetic_meta.json`` records the arguments and every file written (``manifest``): the makers
+write only into an empty folder or one they made, never delete or overwrite a file they did not record, and replace
+a dataset made with other arguments only with ``overwrite=True`` (deleting exactly the recorded files).
 
 ADE20K layout (labels: 0 = other/ignored, 1..N = classes; mmseg reads it with ``reduce_zero_label=True``)::
 
@@ -30,18 +32,18 @@ Cityscapes layout (labels: trainIds 0..N-1, 255 = ignore)::
 """
 import json
 import os
-import shutil
-from typing import Dict, List, Sequence, Tuple
+from typing import Callable, Dict, List, Sequence, Tuple
 
 import numpy as np
 from PIL import Image, ImageDraw
+
+from .manifest import MANIFEST, claim, complete
 
 # Spelled as mmseg's ADE20KDataset spells them (its 'bed ' has a trailing space): mmseg matches classes by name.
 ADE20K_CLASSES = ("wall", "building", "sky", "floor", "tree", "ceiling", "road", "bed ", "windowpane", "grass")
 CITYSCAPES_CLASSES = ("road", "sidewalk", "building", "wall", "fence", "pole", "traffic light", "traffic sign",
                       "vegetation", "terrain")
 CITIES = {"train": ("aachen", "bremen"), "val": ("frankfurt",)}
-_META = "synthetic_meta.json"
 _UNLABELLED = -1  # internal marker for "no class" before writing each layout's own convention
 
 
@@ -94,12 +96,15 @@ def _scene(rng: np.random.Generator, size: Tuple[int, int], looks) -> Tuple[np.n
     return np.clip(canvas, 0, 255).astype(np.uint8), labels
 
 
-def _reuse(root: str, meta: Dict) -> bool:
-    path = os.path.join(root, _META)
+def _legacy_reuse(root: str, meta: Dict) -> bool:
+    """Whether ``root`` was made with these arguments by a version before the file record (reused, not modified)."""
+    path = os.path.join(root, MANIFEST)
     if os.path.isfile(path):
         with open(path) as handle:
-            if json.load(handle) == meta:
-                return True
+            try:
+                return json.load(handle) == meta
+            except ValueError:
+                return False
     return False
 
 
@@ -112,65 +117,71 @@ def _check_args(num_classes: int, known: Sequence[str], image_size: Sequence[int
         raise ValueError(f"num_train and num_val must be positive, got {num_train}, {num_val}")
 
 
-def _generate(root, layout, known, num_train, num_val, image_size, num_classes, seed, write) -> Dict:
+def _generate(root, layout, known, num_train, num_val, image_size, num_classes, seed, overwrite,
+              names: Callable[[str, int], Tuple[str, str]], write_pair) -> Dict:
     _check_args(num_classes, known, image_size, num_train, num_val)
     root = os.path.abspath(os.path.expanduser(root))
     meta = dict(layout=layout, num_train=num_train, num_val=num_val, image_size=list(image_size),
                 num_classes=num_classes, seed=seed, version=1)
     result = {"root": root, "classes": tuple(known[:num_classes]), "train_images": num_train,
               "val_images": num_val}
-    if _reuse(root, meta):
+    if _legacy_reuse(root, meta):
+        return result
+    splits = (("train", num_train, 0), ("val", num_val, 1))
+    files = [name for split, count, _ in splits for index in range(1, count + 1) for name in names(split, index)]
+    if claim(root, f"make_{layout}_layout", meta, files, overwrite):
         return result
     looks = _class_look(num_classes)
     # Independent streams per split: val is held out, and growing num_train leaves val unchanged.
-    for split, count, stream in (("train", num_train, 0), ("val", num_val, 1)):
+    for split, count, stream in splits:
         rng = np.random.default_rng([seed, stream])
-        write(root, split, [_scene(rng, tuple(image_size), looks) for _ in range(count)])
-    with open(os.path.join(root, _META), "w") as handle:
-        json.dump(meta, handle)
+        for index in range(1, count + 1):
+            image, labels = _scene(rng, tuple(image_size), looks)
+            paths = [os.path.join(root, name) for name in names(split, index)]
+            for path in paths:
+                os.makedirs(os.path.dirname(path), exist_ok=True)
+            write_pair(image, labels, *paths)
+    complete(root, f"make_{layout}_layout", meta, files)
     return result
 
 
-def _write_ade20k(root: str, split: str, scenes) -> None:
-    folder = {"train": "training", "val": "validation"}[split]
-    prefix = {"train": "ADE_train", "val": "ADE_val"}[split]
-    images, annotations = (os.path.join(root, kind, folder) for kind in ("images", "annotations"))
-    for directory in (images, annotations):
-        shutil.rmtree(directory, ignore_errors=True)
-        os.makedirs(directory)
-    for index, (image, labels) in enumerate(scenes, 1):
-        name = f"{prefix}_{index:08d}"
-        Image.fromarray(image).save(os.path.join(images, name + ".jpg"), quality=95)
-        # ADE20K convention: 0 is "other" (ignored once reduce_zero_label shifts it to 255), classes are 1..N.
-        Image.fromarray((labels + 1).astype(np.uint8)).save(os.path.join(annotations, name + ".png"))
+def _ade20k_names(split: str, index: int) -> Tuple[str, str]:
+    folder, prefix = {"train": ("training", "ADE_train"), "val": ("validation", "ADE_val")}[split]
+    name = f"{prefix}_{index:08d}"
+    return f"images/{folder}/{name}.jpg", f"annotations/{folder}/{name}.png"
 
 
-def _write_cityscapes(root: str, split: str, scenes) -> None:
-    for kind in ("leftImg8bit", "gtFine"):
-        shutil.rmtree(os.path.join(root, kind, split), ignore_errors=True)
-    cities = CITIES[split]
-    for index, (image, labels) in enumerate(scenes, 1):
-        city = cities[index % len(cities)]
-        stem = f"{city}_000000_{index:06d}"
-        image_dir = os.path.join(root, "leftImg8bit", split, city)
-        label_dir = os.path.join(root, "gtFine", split, city)
-        os.makedirs(image_dir, exist_ok=True)
-        os.makedirs(label_dir, exist_ok=True)
-        Image.fromarray(image).save(os.path.join(image_dir, stem + "_leftImg8bit.png"))
-        train_ids = np.where(labels == _UNLABELLED, 255, labels).astype(np.uint8)  # Cityscapes: 255 = ignore
-        Image.fromarray(train_ids).save(os.path.join(label_dir, stem + "_gtFine_labelTrainIds.png"))
+def _write_ade20k(image: np.ndarray, labels: np.ndarray, image_path: str, label_path: str) -> None:
+    Image.fromarray(image).save(image_path, quality=95)
+    # ADE20K convention: 0 is "other" (ignored once reduce_zero_label shifts it to 255), classes are 1..N.
+    Image.fromarray((labels + 1).astype(np.uint8)).save(label_path)
+
+
+def _cityscapes_names(split: str, index: int) -> Tuple[str, str]:
+    city = CITIES[split][index % len(CITIES[split])]
+    stem = f"{city}_000000_{index:06d}"
+    return (f"leftImg8bit/{split}/{city}/{stem}_leftImg8bit.png",
+            f"gtFine/{split}/{city}/{stem}_gtFine_labelTrainIds.png")
+
+
+def _write_cityscapes(image: np.ndarray, labels: np.ndarray, image_path: str, label_path: str) -> None:
+    Image.fromarray(image).save(image_path)
+    train_ids = np.where(labels == _UNLABELLED, 255, labels).astype(np.uint8)  # Cityscapes: 255 = ignore
+    Image.fromarray(train_ids).save(label_path)
 
 
 def make_ade20k_layout(root: str, num_train: int = 48, num_val: int = 12, image_size: Sequence[int] = (128, 128),
-                       num_classes: int = 5, seed: int = 0) -> Dict:
-    """Write (or reuse) an ADE20K-layout dataset under ``root``; classes are ``ADE20K_CLASSES[:num_classes]``."""
-    return _generate(root, "ade20k", ADE20K_CLASSES, num_train, num_val, image_size, num_classes, seed,
-                     _write_ade20k)
+                       num_classes: int = 5, seed: int = 0, overwrite: bool = False) -> Dict:
+    """Write (or reuse) an ADE20K-layout dataset under ``root``; classes are ``ADE20K_CLASSES[:num_classes]``.
+    ``overwrite`` replaces a dataset this function made there with other arguments (see the module docstring)."""
+    return _generate(root, "ade20k", ADE20K_CLASSES, num_train, num_val, image_size, num_classes, seed, overwrite,
+                     _ade20k_names, _write_ade20k)
 
 
 def make_cityscapes_layout(root: str, num_train: int = 48, num_val: int = 12,
-                           image_size: Sequence[int] = (128, 256), num_classes: int = 5, seed: int = 0) -> Dict:
+                           image_size: Sequence[int] = (128, 256), num_classes: int = 5, seed: int = 0,
+                           overwrite: bool = False) -> Dict:
     """Write (or reuse) a Cityscapes-layout dataset under ``root``; classes are ``CITYSCAPES_CLASSES[:num_classes]``
-    (trainIds ``0..num_classes-1``)."""
+    (trainIds ``0..num_classes-1``). ``overwrite`` as in :func:`make_ade20k_layout`."""
     return _generate(root, "cityscapes", CITYSCAPES_CLASSES, num_train, num_val, image_size, num_classes, seed,
-                     _write_cityscapes)
+                     overwrite, _cityscapes_names, _write_cityscapes)
