@@ -1,0 +1,184 @@
+"""TorchScript export of ResNeSt detectors through detectron2's own export paths (``tools/export_detectron2.py``).
+
+- **scripting**: ``detectron2.export.scripting_with_instances`` compiles the model with static ``Instances`` fields.
+  The exported module takes ``List[Dict[str, Tensor]]`` (detectron2's input format: ``{"image": CHW tensor}``) and
+  returns one ``Dict[str, Tensor]`` per image (``pred_boxes``, ``scores``, ``pred_classes``, ``pred_masks``), before
+  detectron2's resizing to the original image size, as ``model.inference(..., do_postprocess=False)``.
+- **tracing**: ``detectron2.export.TracingAdapter`` flattens inputs and outputs to tensors for ``torch.jit.trace``;
+  the exported module takes one CHW image tensor and returns the flattened instances (``adapter.outputs_schema``
+  rebuilds them). Tracing records one path: image sizes can change, the model's control flow cannot.
+
+Both export the model in eval mode; the ResNeSt backbone is scriptable as is (its forward is straight-line code;
+training-only formulations are bypassed there). detectron2 v0.6's ``detectron2/export/__init__.py`` imports caffe2,
+which current torch no longer ships: ``detectron2_export()`` then loads the two export modules (``torchscript``,
+``flatten``) without that package initialiser. Newer detectron2 imports as usual.
+"""
+import argparse
+import importlib
+import importlib.util
+import logging
+import os
+import sys
+import types
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import torch
+from detectron2.structures import Boxes, Instances
+from torch import Tensor, nn
+
+logger = logging.getLogger("detectron2.resnest_backbones")
+# Instances fields an R-CNN creates during inference (scripting needs every one declared, with its type).
+RCNN_FIELDS = {"proposal_boxes": Boxes, "objectness_logits": Tensor, "pred_boxes": Boxes, "scores": Tensor,
+               "pred_classes": Tensor, "pred_masks": Tensor}
+METHODS = ("scripting", "tracing")
+
+
+def detectron2_export() -> types.SimpleNamespace:
+    """``scripting_with_instances``, ``TracingAdapter`` and ``dump_torchscript_IR`` from ``detectron2.export``."""
+    try:
+        export = importlib.import_module("detectron2.export")
+        torchscript, flatten = export, export
+    except ModuleNotFoundError as error:
+        if not (error.name or "").startswith("caffe2"):
+            raise
+        torchscript, flatten = _load_without_package_init("detectron2.export", ("torchscript", "flatten"))
+    return types.SimpleNamespace(scripting_with_instances=torchscript.scripting_with_instances,
+                                 dump_torchscript_IR=torchscript.dump_torchscript_IR,
+                                 TracingAdapter=flatten.TracingAdapter)
+
+
+def _load_without_package_init(package: str, names: Sequence[str]) -> List[types.ModuleType]:
+    """Import ``package.<name>`` modules with a bare stand-in for ``package`` (its ``__init__`` is not run); the
+    stand-in is removed afterwards, so a later ``import package`` behaves as before."""
+    spec = importlib.util.find_spec(package)
+    stand_in = types.ModuleType(package)
+    stand_in.__path__ = list(spec.submodule_search_locations)
+    stand_in.__spec__ = spec
+    previous = sys.modules.pop(package, None)
+    sys.modules[package] = stand_in
+    try:
+        return [importlib.import_module(f"{package}.{name}") for name in names]
+    finally:
+        del sys.modules[package]
+        if previous is not None:
+            sys.modules[package] = previous
+
+
+class ScriptableRCNN(nn.Module):
+    """A ``GeneralizedRCNN`` with a TorchScript-friendly signature: images in, one field dict per image out."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, inputs: List[Dict[str, Tensor]]) -> List[Dict[str, Tensor]]:
+        instances = self.model.inference(inputs, do_postprocess=False)
+        return [i.get_fields() for i in instances]
+
+
+def script_rcnn(model: nn.Module, fields: Optional[Dict[str, type]] = None) -> torch.jit.ScriptModule:
+    """``scripting_with_instances`` of an R-CNN in eval mode, wrapped by ``ScriptableRCNN``."""
+    if model.training:
+        raise ValueError("Export a model in eval mode: call model.eval() first (detectron2 scripts inference only)")
+    return detectron2_export().scripting_with_instances(ScriptableRCNN(model).eval(), fields or RCNN_FIELDS)
+
+
+def _inference(model: nn.Module, image: Tensor) -> Instances:
+    return model.inference([{"image": image}], do_postprocess=False)[0]
+
+
+def trace_rcnn(model: nn.Module, image: Tensor):
+    """``torch.jit.trace`` of ``TracingAdapter(model, image)``; returns ``(traced module, adapter)``, the adapter's
+    ``outputs_schema(traced(image))`` giving back ``Instances``."""
+    if model.training:
+        raise ValueError("Export a model in eval mode: call model.eval() first")
+    adapter = detectron2_export().TracingAdapter(model, (image,), _inference)
+    adapter.eval()
+    with torch.no_grad():
+        return torch.jit.trace(adapter, (image,)), adapter
+
+
+def instances_difference(reference: Instances, fields: Dict[str, Tensor]) -> Tuple[int, float]:
+    """``(count of exported detections, largest absolute difference)`` between eager ``Instances`` and exported
+    fields; the count differing from the eager one is reported as an infinite difference."""
+    worst = 0.0
+    for name in ("pred_boxes", "scores", "pred_classes", "pred_masks"):
+        if not reference.has(name):
+            continue
+        expected = reference.get(name)
+        expected = expected.tensor if isinstance(expected, Boxes) else expected
+        actual = fields[name]
+        actual = actual.tensor if isinstance(actual, Boxes) else actual
+        if actual.shape != expected.shape:
+            return len(actual), float("inf")
+        if actual.numel():
+            worst = max(worst, (actual.float() - expected.float()).abs().max().item())
+    return len(fields["scores"]), worst
+
+
+def export(model: nn.Module, image: Tensor, method: str, output_dir: str) -> str:
+    """Export ``model`` (eval mode) by ``method`` (``scripting`` or ``tracing``) to ``output_dir/model.ts``, reload
+    the file and check it against eager on ``image`` (CHW, the model's input format). Returns the file's path."""
+    if method not in METHODS:
+        raise ValueError(f"--export-method must be one of {METHODS}, got {method!r}")
+    os.makedirs(output_dir, exist_ok=True)
+    path = os.path.join(output_dir, "model.ts")
+    with torch.no_grad():
+        reference = _inference(model, image)
+        if method == "scripting":
+            torch.jit.save(script_rcnn(model), path)
+            exported = torch.jit.load(path)([{"image": image}])[0]
+        else:
+            traced, adapter = trace_rcnn(model, image)
+            torch.jit.save(traced, path)
+            exported = adapter.outputs_schema(torch.jit.load(path)(image)).get_fields()
+    count, difference = instances_difference(reference, exported)
+    logger.info(f"{method}: wrote {path}; on the sample image {count} detections (eager {len(reference)}), largest "
+                f"difference to eager {difference:.2e}")
+    if count != len(reference) or difference > 1e-3:
+        raise RuntimeError(f"The exported model differs from eager PyTorch ({count} vs {len(reference)} detections, "
+                           f"largest difference {difference:.2e}); {path} was written for inspection.")
+    return path
+
+
+def sample_image(cfg, path: Optional[str] = None) -> Tensor:
+    """A CHW input as the model receives it at test time: ``path``, else the first image of ``DATASETS.TEST[0]``,
+    resized as detectron2's test loader does (``INPUT.MIN_SIZE_TEST`` / ``MAX_SIZE_TEST``)."""
+    from detectron2.data import DatasetCatalog
+    from detectron2.data import transforms as T
+    from detectron2.data.detection_utils import read_image
+    if path is None:
+        if not cfg.DATASETS.TEST:
+            raise ValueError("No sample image: pass --sample-image, or set DATASETS.TEST")
+        path = DatasetCatalog.get(cfg.DATASETS.TEST[0])[0]["file_name"]
+    image = read_image(path, format=cfg.INPUT.FORMAT)
+    image = T.ResizeShortestEdge([cfg.INPUT.MIN_SIZE_TEST] * 2, cfg.INPUT.MAX_SIZE_TEST).get_transform(image) \
+        .apply_image(image)
+    return torch.as_tensor(image.astype("float32").transpose(2, 0, 1))
+
+
+def main(argv: Optional[Sequence[str]] = None) -> str:
+    """Command line of ``tools/export_detectron2.py``."""
+    from detectron2.modeling import build_model
+    from detectron2.utils.logger import setup_logger
+
+    from ..detectron2 import ResNeStCheckpointer
+    from .detectron2_data import register_synthetic_datasets
+    from .detectron2_train import load_training_config, resolve_config_file
+
+    parser = argparse.ArgumentParser(description="Export a ResNeSt detectron2 detector to TorchScript by detectron2's "
+                                     "scripting or tracing, and check the file against eager PyTorch.")
+    parser.add_argument("--config-file", required=True, help="a detectron2 yaml config (path or shipped name)")
+    parser.add_argument("--export-method", choices=METHODS, required=True)
+    parser.add_argument("--output", required=True, help="output folder (model.ts is written there)")
+    parser.add_argument("--sample-image", help="image for tracing and the check (default: first test image)")
+    parser.add_argument("opts", nargs=argparse.REMAINDER, help="KEY VALUE config overrides, e.g. MODEL.WEIGHTS x")
+    args = parser.parse_args(argv)
+    setup_logger(name="detectron2")
+    cfg = load_training_config(resolve_config_file(args.config_file), args.opts, freeze=False)
+    if args.sample_image is None:
+        register_synthetic_datasets(cfg)
+    cfg.freeze()
+    model = build_model(cfg).eval()
+    ResNeStCheckpointer(model).load(cfg.MODEL.WEIGHTS)
+    return export(model, sample_image(cfg, args.sample_image).to(cfg.MODEL.DEVICE), args.export_method, args.output)

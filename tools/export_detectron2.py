@@ -1,0 +1,21 @@
+#!/usr/bin/env python
+"""Export a ResNeSt detectron2 detector to TorchScript with detectron2's scripting or tracing, and check the written
+file against eager PyTorch on a sample image (as detectron2's tools/deploy/export_model.py, for ResNeSt configs).
+
+    python tools/export_detectron2.py --config-file configs/detectron2/quickstart_mask_rcnn_s14_synthetic.yaml \
+        --export-method scripting --output output/export MODEL.WEIGHTS output/quickstart_mask_rcnn_s14_synthetic/model_final.pth
+
+Logic: resnest_backbones/apps/detectron2_export.py (see its docstring for the two formats).
+"""
+import os
+import sys
+
+try:
+    import resnest_backbones  # noqa: F401
+except ImportError:  # a checkout without `pip install -e .`
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from resnest_backbones.apps.detectron2_export import main  # noqa: E402
+
+if __name__ == "__main__":
+    main()
