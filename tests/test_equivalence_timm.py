@@ -15,7 +15,7 @@ def _compare(timm_model, ours, x):
     with torch.no_grad():
         theirs = timm_model.forward_intermediates(x, intermediates_only=True)[1:]  # [0] is the stem
         mine = ours.forward_features(x)
-    assert list(mine) == ["res2", "res3", "res4", "res5"]
+    assert list(mine) == ["res2", "res3", "res4", "res5"] and len(theirs) == 4  # zip below would stop early
     for name, a, b in zip(mine, theirs, mine.values()):
         assert rel_err(a, b) <= 1e-5, name
 
@@ -44,4 +44,4 @@ def test_timm_dilated_layout_matches_timm_output_stride(output_stride):
     x = torch.randn(1, 3, 81, 113)  # not a multiple of 32 either
     _compare(reference, ours, x)
     strides = [f["stride"] for f in ours.feature_info]
-    assert strides == [4, 8, 8, 8] if output_stride == 8 else [4, 8, 16, 16]
+    assert strides == ([4, 8, 8, 8] if output_stride == 8 else [4, 8, 16, 16])
