@@ -31,9 +31,11 @@ def shapes(tmp_path_factory):
 def test_mim_train_then_mim_test_reproduces_metric(config, prefix, shapes, tmp_path):
     work_dir = str(tmp_path / "train")
     log, seconds = mim("train", "mmdet", config, work_dir, SHORT, shapes)
-    assert "ResNeStBackbone" in log and "Saving checkpoint at 2 iterations" in log
+    assert "Saving checkpoint at 2 iterations" in log
     checkpoint = tmp_path / "train" / "iter_2.pth"
     state = torch.load(checkpoint, map_location="cpu", weights_only=True)["state_dict"]  # the adapter's fix
+    # Our backbone's key names (mmdet's own ResNeSt names its deep stem "stem."): the log alone would not show it,
+    # "ResNeStBackbone" is in the config that mmengine prints before building anything.
     assert "backbone.conv1.0.weight" in state and "backbone.layer4.0.conv2.fc2.weight" in state
     trained = read_train_metrics(work_dir, f"{prefix}/bbox_")
     ap = "mAP" if prefix == "coco" else "AP"
