@@ -119,6 +119,8 @@ def export_onnx(model: nn.Module, path: str, example_input: Optional[torch.Tenso
 
 def max_relative_error(outputs: Sequence, references: Sequence) -> float:
     """Largest ``max|out - ref| / max|ref|`` over paired outputs (numpy arrays or tensors)."""
+    if len(outputs) != len(references):  # zip would compare only the first ones
+        raise ValueError(f"output count mismatch: exported {len(outputs)} vs eager {len(references)}")
     errors = []
     for out, ref in zip(outputs, references):
         out = torch.as_tensor(out).double()

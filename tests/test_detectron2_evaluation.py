@@ -64,7 +64,7 @@ def test_loaders_see_images_and_masks(dataset):
         first = records[0]
         assert first["file_name"].endswith("val/000001.png")
         assert os.path.exists(first["file_name"])
-        assert all(len(a["segmentation"][0]) >= 6 for a in first["annotations"])
+        assert first["annotations"] and all(len(a["segmentation"][0]) >= 6 for a in first["annotations"])
     assert MetadataCatalog.get("synthetic_shapes_lvis_val").evaluator_type == "lvis"
     assert MetadataCatalog.get("synthetic_shapes_val").evaluator_type == "coco"
 

@@ -48,11 +48,15 @@ def test_onnx_logits_and_dilated_radix1(tmp_path):
 
 
 def test_checks_catch_a_wrong_model(tmp_path):
-    # The numeric check must be able to fail: an export of other weights differs from the reference model.
+    # The numeric checks must be able to fail: an export of other weights differs from the reference model.
     path = tmp_path / "model.onnx"
     export.export_onnx(small_model(), str(path), TRACE_INPUT)
     other = randomize(small_model(), seed=1)
     assert export.check_onnx(str(path), other, CHECK_INPUT) > 1e-3
+    export.export_torchscript(small_model(), str(tmp_path / "model.pt"), TRACE_INPUT)
+    assert export.check_torchscript(torch.jit.load(str(tmp_path / "model.pt")), other, CHECK_INPUT) > 1e-3
+    with pytest.raises(ValueError, match="output count"):  # fewer outputs than the eager model must not pass
+        export.max_relative_error([torch.ones(1)], [torch.ones(1), torch.ones(2)])
 
 
 def test_head_needs_a_classifier():
