@@ -266,13 +266,17 @@ def to_fast_inference(model: nn.Module) -> nn.Module:
 
     Raises:
         FastInferenceError: if ``model`` or any of its submodules is in training mode (folding would freeze batch
-            statistics that training updates, and drop DropBlock, which is active only in training).
+            statistics that training updates, and drop DropBlock, which is active only in training), or if it is
+            already fused.
         TypeError: for a model that is not a ResNeSt, Bottleneck or SplitAttention.
 
     Example:
         >>> model = to_fast_inference(create_model("resnest50").eval())
         >>> features = model.forward_features(torch.rand(1, 3, 224, 224))
     """
+    if getattr(model, "is_fast_inference", False) or isinstance(model, _EvalOnly):
+        raise FastInferenceError(f"This {type(model).__name__} is already fused for inference (to_fast_inference "
+                                 "was applied to it); use it as it is. It was left unchanged.")
     training = [name or "<model>" for name, module in model.named_modules() if module.training]
     if training:
         raise FastInferenceError(f"to_fast_inference needs an eval-mode model (call model.eval() first); in "

@@ -450,6 +450,13 @@ class ResNeSt(nn.Module):
         return self
 
     def train(self, mode: bool = True) -> "ResNeSt":
+        if mode and getattr(self, "is_fast_inference", False):
+            # Refused here, before nn.Module.train switches this module and then its children one by one: a
+            # refusal from a fused child would leave the model half in training mode.
+            from .fast_inference import FastInferenceError
+            raise FastInferenceError(f"This {type(self).__name__} went through to_fast_inference (its BatchNorms are "
+                                     "folded into the convolutions), so it is inference-only; train the original "
+                                     "model instead. It stays in eval mode.")
         super().train(mode)
         if mode:
             for module in self.frozen_modules(self.frozen_stages):
