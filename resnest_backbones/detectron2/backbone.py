@@ -89,13 +89,32 @@ def resnest_kwargs(cfg) -> Dict:
     return arch
 
 
+# ResNeSt argument -> the config key that sets it, to name the key in the core's argument errors.
+_KEY_OF_ARGUMENT = {**{arg: f"MODEL.RESNEST.{key}" for key, arg in _ARCH_KEYS.items()},
+                    "dilated_layout": "MODEL.RESNEST.DILATED_LAYOUT", "drop_block_prob": "MODEL.RESNEST.DROP_BLOCK_PROB",
+                    "DropBlock": "MODEL.RESNEST.DROP_BLOCK_PROB",
+                    "in_channels": "MODEL.PIXEL_MEAN (one entry per input channel)"}
+
+
+def _name_config_key(error: Exception) -> Exception:
+    """The core's argument error (its message starts with the argument, e.g. ``radix must be ...``) with the config
+    key prepended."""
+    message = str(error)
+    key = _KEY_OF_ARGUMENT.get(message.split(" ", 1)[0].split("[", 1)[0])
+    return type(error)(f"{key}: {message}") if key else error
+
+
 @BACKBONE_REGISTRY.register()
 def build_resnest_backbone(cfg, input_shape: ShapeSpec) -> ResNeStBackbone:
     """``MODEL.BACKBONE.NAME: build_resnest_backbone``: the plain ResNeSt (C4 / DC5 detectors, or FPN bottom-up).
 
     As detectron2's ResNet, the frozen part's BatchNorms become FrozenBatchNorm2d, keeping their statistics.
     """
-    model = ResNeStBackbone(in_channels=input_shape.channels, **resnest_kwargs(cfg))
+    kwargs = resnest_kwargs(cfg)
+    try:
+        model = ResNeStBackbone(in_channels=input_shape.channels, **kwargs)
+    except (ValueError, TypeError) as error:
+        raise _name_config_key(error) from None
     model.variant = cfg.MODEL.RESNEST.VARIANT
     return model.convert_frozen_to_frozen_bn()
 
