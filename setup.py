@@ -29,8 +29,12 @@ setup(
     # (resnest_backbones.config_path() finds them in either place).
     package_dir=CONFIG_PACKAGES,
     package_data={name: ["*.py", "*.yaml", "*.json"] for name in CONFIG_PACKAGES},
-    python_requires=">=3.8",
-    install_requires=["torch>=1.10", "numpy"],
+    python_requires=">=3.9",
+    # torch 2.5 is the first with every torch API the package calls: torch.serialization.safe_globals and
+    # torch.onnx.export(dynamo=...) (2.5), add_safe_globals (2.4), torch.compiler.is_compiling (2.3). Tested with
+    # torch 2.14.1 / torchvision 0.29.1 (tools/setup_env.sh). The core needs no torchvision; the frameworks' one must
+    # be the release built for the installed torch (0.20 for 2.5).
+    install_requires=["torch>=2.5", "numpy"],
     extras_require=EXTRAS,
     entry_points={"console_scripts": ["resnest-convert-weights=resnest_backbones.convert:main"]},
 )
