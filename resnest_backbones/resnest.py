@@ -99,7 +99,7 @@ class Bottleneck(nn.Module):
         if self.avd_layer is not None and self.avd_first:
             out = self.avd_layer(out)
         out = self.conv2(out)
-        if self.bn2 is not None and self.drop_block2 is not None:  # radix 0: plain conv, norm, ReLU
+        if self.bn2 is not None:  # radix 0: plain conv, norm, DropBlock, ReLU (bn2 and drop_block2 exist together)
             out = self.relu(self.drop_block2(self.bn2(out)))
         if self.avd_layer is not None and not self.avd_first:
             out = self.avd_layer(out)
