@@ -75,12 +75,13 @@ def test_official_dilated_layout_matches_reference(output_stride):
 def test_layouts_differ_only_where_documented():
     torch.manual_seed(3)
     x = torch.randn(1, 3, 64, 64)
-    outputs = {}
+    outputs, state = {}, None
     for layout in ("official", "mmseg", "timm"):
         model = randomize_norms(rb.create_model("resnest14", output_stride=8, dilated_layout=layout)).eval()
-        if outputs:
+        if state is None:
+            state = model.state_dict()  # every layout gets the first model's weights
+        else:
             rb.load_pretrained(model, state)
-        state = model.state_dict()
         with torch.no_grad():
             outputs[layout] = model.forward_features(x)
     for name in ("res2", "res3"):  # strided stages: identical
