@@ -47,7 +47,8 @@ def create_model(name: str, pretrained: Union[bool, str] = False, **overrides) -
 
 
 def config_path(relative: str = "") -> str:
-    """Absolute path of a shipped config, e.g. ``config_path("mmdet/mask-rcnn_s50_fpn_syncbn_1x_coco.py")``.
+    """Absolute path of a shipped config, e.g.
+    ``config_path("mmdet/mask-rcnn_s50_fpn_syncbn-backbone+head_ms-1x_coco.py")``.
 
     Works from a checkout and from a pip install (configs are installed as ``resnest_backbones/configs``).
     """

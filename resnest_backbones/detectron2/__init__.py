@@ -1,8 +1,11 @@
 """detectron2 adapter: importing it registers the ResNeSt backbones and the ``resnest://`` weights scheme, and
 nothing else (the trainer, datasets and quick start are application code in ``resnest_backbones.apps``).
 
+    from detectron2.config import get_cfg
+    from resnest_backbones import config_path
     from resnest_backbones.detectron2 import add_resnest_config
-    cfg = get_cfg(); add_resnest_config(cfg); cfg.merge_from_file(config_path("detectron2/mask_rcnn_s50_fpn_1x_coco.yaml"))
+    cfg = get_cfg(); add_resnest_config(cfg)
+    cfg.merge_from_file(config_path("detectron2/mask_rcnn_s50_fpn_syncbn_range-scale_1x_coco.yaml"))
 
 Registered in ``BACKBONE_REGISTRY``: ``build_resnest_backbone``, ``build_resnest_fpn_backbone``,
 ``build_retinanet_resnest_fpn_backbone``. See docs/detectron2.md.
