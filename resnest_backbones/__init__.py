@@ -1,7 +1,8 @@
 """resnest_backbones: ResNeSt (Split-Attention Networks) for detectron2, MMDetection and MMSegmentation.
 
 The core (this package's top level) imports torch only. Framework adapters register on import:
-``resnest_backbones.detectron2``, ``resnest_backbones.mmdet``, ``resnest_backbones.mmseg``.
+``resnest_backbones.detectron2``, ``resnest_backbones.openmmlab.mmdet``, ``resnest_backbones.openmmlab.mmseg``
+(also importable as ``resnest_backbones.mmdet`` / ``resnest_backbones.mmseg``).
 """
 import os
 from typing import List, Union
