@@ -5,7 +5,7 @@ Application code above the adapter: importing ``resnest_backbones.detectron2`` d
 What this adds to detectron2's defaults: ResNeSt-aware checkpoint loading (``ResNeStCheckpointer``), AdamW as an
 option (``SOLVER.OPTIMIZER``), COCO/LVIS evaluators chosen by the dataset's ``evaluator_type`` (pycocotools' pure
 Python COCO evaluation, since the offline detectron2 has no compiled fast evaluator), the synthetic datasets, and a few
-held-out images drawn with their predictions next to the metrics.
+held-out images drawn with their ground truth beside the predictions (``detectron2_visualize``).
 """
 import copy
 import json
@@ -16,21 +16,20 @@ import weakref
 from collections import OrderedDict
 
 import torch
-from detectron2.data import DatasetCatalog, MetadataCatalog
-from detectron2.data import transforms as T
-from detectron2.data.detection_utils import read_image
+from detectron2.data import MetadataCatalog
 from detectron2.engine import AMPTrainer, DefaultTrainer, SimpleTrainer, default_setup, hooks
 from detectron2.engine.train_loop import TrainerBase
 from detectron2.evaluation import COCOEvaluator, LVISEvaluator, verify_results
 from detectron2.solver.build import get_default_optimizer_params, maybe_add_gradient_clipping
 from detectron2.utils import comm
-from detectron2.utils.visualizer import Visualizer
 
 from .. import config_path
 from ..compat import enable_lvis_on_numpy2
 from ..detectron2 import ResNeStCheckpointer, find_resnest, load_config
 from ..detectron2.config import CN
+from ..fast_inference import to_fast_inference
 from .detectron2_data import add_synthetic_config, register_synthetic_datasets
+from .detectron2_visualize import visualize_predictions
 from .detectron2_launch import check_sync_bn_on_cpu, create_ddp_model, is_cpu_distributed, set_cpu_threads
 
 # A child of detectron2's logger, so default_setup's handlers print it (and log.txt keeps it).
@@ -45,7 +44,7 @@ def add_training_config(cfg: CN) -> CN:
         return cfg
     cfg.SOLVER.OPTIMIZER = "SGD"  # SGD (detectron2's, uses MOMENTUM/NESTEROV) or AdamW (CPU quick start)
     cfg.SOLVER.BETAS = (0.9, 0.999)  # AdamW betas
-    cfg.TEST.VIS_IMAGES = 4  # held-out images drawn with predictions into OUTPUT_DIR/visualizations after testing
+    cfg.TEST.VIS_IMAGES = 4  # held-out images drawn (truth | predictions) into OUTPUT_DIR/visualizations
     return cfg
 
 
@@ -148,11 +147,6 @@ class Trainer(DefaultTrainer):
 def fast_inference_copy(model: torch.nn.Module) -> torch.nn.Module:
     """A copy of ``model`` whose ResNeSt backbone went through ``resnest_backbones.fast_inference.to_fast_inference``
     (the training model is left untouched)."""
-    try:
-        from ..fast_inference import to_fast_inference
-    except ImportError as error:
-        raise ImportError("MODEL.RESNEST.FAST_INFERENCE needs resnest_backbones.fast_inference.to_fast_inference, which "
-                          f"this installation lacks ({error}). Set MODEL.RESNEST.FAST_INFERENCE False.") from error
     model = copy.deepcopy(getattr(model, "module", model)).eval()
     prefix, backbone = find_resnest(model)
     if backbone is None:
@@ -163,28 +157,6 @@ def fast_inference_copy(model: torch.nn.Module) -> torch.nn.Module:
         parent = model.get_submodule(parent_name) if parent_name else model
         setattr(parent, attribute, fused)
     return model
-
-
-@torch.no_grad()
-def visualize_predictions(cfg, model, dataset_name: str, count: int, out_dir: str, score_threshold: float = 0.5):
-    """Draw the predictions (score >= ``score_threshold``) on the first ``count`` images of ``dataset_name``."""
-    os.makedirs(out_dir, exist_ok=True)
-    metadata = MetadataCatalog.get(dataset_name)
-    resize = T.ResizeShortestEdge([cfg.INPUT.MIN_SIZE_TEST] * 2, cfg.INPUT.MAX_SIZE_TEST)
-    was_training = model.training
-    model.eval()
-    for record in DatasetCatalog.get(dataset_name)[:count]:
-        image = read_image(record["file_name"], format=cfg.INPUT.FORMAT)
-        resized = resize.get_transform(image).apply_image(image)
-        inputs = {"image": torch.as_tensor(resized.transpose(2, 0, 1).copy()), "height": image.shape[0],
-                  "width": image.shape[1]}
-        instances = model([inputs])[0]["instances"].to("cpu")
-        instances = instances[instances.scores >= score_threshold]
-        rgb = image if cfg.INPUT.FORMAT == "RGB" else image[:, :, ::-1]
-        drawing = Visualizer(rgb, metadata, scale=2.0).draw_instance_predictions(instances)
-        drawing.save(os.path.join(out_dir, os.path.basename(record["file_name"]).rsplit(".", 1)[0] + ".png"))
-    model.train(was_training)
-    logger.info(f"Saved {min(count, len(DatasetCatalog.get(dataset_name)))} images with predictions to {out_dir}")
 
 
 def resolve_config_file(path: str) -> str:
