@@ -10,8 +10,10 @@ FRAMEWORKS = {
               "openmim"],
 }
 # configs/<sub> is installed as the package resnest_backbones.configs.<sub>. The OpenMMLab configs' shared bases
-# (_base_/) travel with them, so their relative `_base_` paths resolve after a pip install too.
-CONFIG_DIRS = ("", "detectron2", "mmdet", "mmdet/_base_", "mmseg", "mmseg/_base_")
+# (_base_/) travel with them, so their relative `_base_` paths resolve after a pip install too; so do the
+# detectron2 LazyConfigs' relative imports of lazy/common/.
+CONFIG_DIRS = ("", "detectron2", "detectron2/lazy", "detectron2/lazy/common", "mmdet", "mmdet/_base_", "mmseg",
+               "mmseg/_base_")
 CONFIG_PACKAGES = {("resnest_backbones.configs." + sub.replace("/", ".")).rstrip("."): ("configs/" + sub).rstrip("/")
                    for sub in CONFIG_DIRS}
 EXTRAS = dict(FRAMEWORKS)

@@ -125,16 +125,45 @@ def sync_bn_keys(cfg, keys: Sequence[str] = NORM_KEYS) -> List[str]:
     return found
 
 
-def check_sync_bn_on_cpu(cfg) -> None:
-    """Raise when a multi-process CPU run would build ``torch.nn.SyncBatchNorm`` (it raises on CPU tensors deep
-    inside the first forward); the message names every key to change and the CPU choice ``naiveSyncBN``."""
-    if not is_cpu_distributed(cfg.MODEL.DEVICE):
+def lazy_sync_bn_keys(node, prefix: str = "model") -> List[str]:
+    """Dotted paths of every ``"SyncBN"`` value inside a LazyConfig node (e.g. ``model.backbone.norm``)."""
+    if isinstance(node, str):
+        return [prefix] if node == "SyncBN" else []
+    if hasattr(node, "items"):
+        return [key for name, child in node.items() for key in lazy_sync_bn_keys(child, f"{prefix}.{name}")]
+    if isinstance(node, (list, tuple)) or type(node).__name__ == "ListConfig":
+        return [key for index, child in enumerate(node) for key in lazy_sync_bn_keys(child, f"{prefix}.{index}")]
+    return []
+
+
+def refuse_sync_bn_on_cpu(keys: Sequence[str], device: str, separator: str = " ") -> None:
+    """Raise when a multi-process CPU run would build ``torch.nn.SyncBatchNorm`` from ``keys`` (it raises on CPU
+    tensors deep inside the first forward); the message names every key and the CPU choice ``naiveSyncBN``, written
+    as command-line overrides (``KEY naiveSyncBN`` for yacs, ``key=naiveSyncBN`` for LazyConfig: ``separator``)."""
+    if not keys or not is_cpu_distributed(device):
         return
-    keys = sync_bn_keys(cfg)
-    if keys:
-        overrides = " ".join(f"{key} naiveSyncBN" for key in keys)
+    overrides = " ".join(f"{key}{separator}naiveSyncBN" for key in keys)
+    raise ValueError(
+        f"{', '.join(keys)} {'is' if len(keys) == 1 else 'are'} SyncBN, which torch implements for CUDA only; "
+        f"this run has {comm.get_world_size()} CPU processes. On CPUs use detectron2's naiveSyncBN (the same "
+        f"statistics across processes, through all-reduce): append `{overrides}` to the command. "
+        "Nothing was switched automatically.")
+
+
+def check_sync_bn_on_cpu(cfg) -> None:
+    """``refuse_sync_bn_on_cpu`` for a yacs config (the norm keys of the R-CNN configs, ``NORM_KEYS``)."""
+    refuse_sync_bn_on_cpu(sync_bn_keys(cfg), cfg.MODEL.DEVICE)
+
+
+def refuse_one_image_per_process(images: int, world_size: int, norm, batch_key: str, norm_key: str,
+                                 scale_hint: str) -> None:
+    """Refuse a training whose processes see one image each when the ResNeSt backbone normalises with batch
+    statistics of that process alone: split attention normalises a 1x1 attention map, so BatchNorm would get one
+    value per channel and fail in the first step."""
+    per_process = images // world_size
+    synced = world_size > 1 and norm in ("SyncBN", "naiveSyncBN", "nnSyncBN")  # statistics over every process
+    if per_process < 2 and norm in ("BN", "SyncBN", "naiveSyncBN", "nnSyncBN") and not synced:
         raise ValueError(
-            f"{', '.join(keys)} {'is' if len(keys) == 1 else 'are'} SyncBN, which torch implements for CUDA only; "
-            f"this run has {comm.get_world_size()} CPU processes. On CPUs use detectron2's naiveSyncBN (the same "
-            f"statistics across processes, through all-reduce): append `{overrides}` to the command. "
-            "Nothing was switched automatically.")
+            f"{batch_key} {images} over {world_size} process(es) gives {per_process} image per process, but "
+            f"{norm_key} {norm!r} in ResNeSt's split attention needs at least 2 while training. Set {batch_key} to "
+            f"{2 * world_size} or more{scale_hint}, or {norm_key} to naiveSyncBN (statistics over all processes).")

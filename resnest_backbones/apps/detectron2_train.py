@@ -30,7 +30,8 @@ from ..detectron2.config import CN
 from ..fast_inference import to_fast_inference
 from .detectron2_data import add_synthetic_config, register_synthetic_datasets
 from .detectron2_visualize import visualize_predictions
-from .detectron2_launch import check_sync_bn_on_cpu, create_ddp_model, is_cpu_distributed, set_cpu_threads
+from .detectron2_launch import (check_sync_bn_on_cpu, create_ddp_model, is_cpu_distributed,
+                                refuse_one_image_per_process, set_cpu_threads)
 
 # A child of detectron2's logger, so default_setup's handlers print it (and log.txt keeps it).
 logger = logging.getLogger("detectron2.resnest_backbones")
@@ -175,18 +176,11 @@ def resolve_config_file(path: str) -> str:
 
 
 def check_images_per_process(cfg, world_size: int) -> None:
-    """Refuse a training whose processes see one image each with plain BatchNorm in the backbone: split attention
-    normalises a 1x1 attention map, so BatchNorm would get one value per channel and fail in the first step."""
-    cfg = DefaultTrainer.auto_scale_workers(cfg, world_size)  # what the trainer will use
-    per_process = cfg.SOLVER.IMS_PER_BATCH // world_size
-    norm = cfg.MODEL.RESNETS.NORM
-    synced = world_size > 1 and norm in ("SyncBN", "naiveSyncBN", "nnSyncBN")  # statistics over every process
-    if per_process < 2 and norm in ("BN", "SyncBN", "naiveSyncBN", "nnSyncBN") and not synced:
-        raise ValueError(
-            f"SOLVER.IMS_PER_BATCH {cfg.SOLVER.IMS_PER_BATCH} over {world_size} process(es) gives {per_process} "
-            f"image per process, but MODEL.RESNETS.NORM {norm!r} in ResNeSt's split attention needs at least 2 while "
-            f"training. Set SOLVER.IMS_PER_BATCH to {2 * world_size} or more, SOLVER.REFERENCE_WORLD_SIZE to scale "
-            "the batch with the process count, or MODEL.RESNETS.NORM to naiveSyncBN (statistics over all processes).")
+    """``refuse_one_image_per_process`` for the batch this trainer will use (after detectron2's auto-scaling)."""
+    cfg = DefaultTrainer.auto_scale_workers(cfg, world_size)
+    refuse_one_image_per_process(cfg.SOLVER.IMS_PER_BATCH, world_size, cfg.MODEL.RESNETS.NORM,
+                                 "SOLVER.IMS_PER_BATCH", "MODEL.RESNETS.NORM",
+                                 ", SOLVER.REFERENCE_WORLD_SIZE to scale the batch with the process count")
 
 
 def setup(args):

@@ -19,12 +19,12 @@ except ImportError as error:
                       "the offline fallback).") from error
 
 from .backbone import (ResNeStBackbone, build_resnest_backbone, build_resnest_fpn_backbone,  # noqa: E402
-                       build_retinanet_resnest_fpn_backbone, resnest_kwargs)
+                       build_retinanet_resnest_fpn_backbone, resnest_backbone, resnest_kwargs)
 from .checkpoint import ResNeStCheckpointer, find_resnest, register_path_handler  # noqa: E402
 from .config import add_resnest_config, get_resnest_cfg, load_config  # noqa: E402
 
 register_path_handler()
 
 __all__ = ["add_resnest_config", "get_resnest_cfg", "load_config", "ResNeStBackbone", "build_resnest_backbone",
-           "build_resnest_fpn_backbone", "build_retinanet_resnest_fpn_backbone", "resnest_kwargs",
+           "build_resnest_fpn_backbone", "build_retinanet_resnest_fpn_backbone", "resnest_backbone", "resnest_kwargs",
            "ResNeStCheckpointer", "find_resnest", "register_path_handler"]

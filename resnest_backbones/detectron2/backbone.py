@@ -5,7 +5,7 @@ keys are the official/timm names, freezing is the core's, and checkpoints map wi
 Wrapped by FPN it is ``backbone.bottom_up``, hence detector keys ``backbone.bottom_up.<official name>``.
 """
 from functools import partial
-from typing import Dict
+from typing import Dict, Sequence
 
 from detectron2.layers import ShapeSpec, get_norm
 from detectron2.modeling import BACKBONE_REGISTRY, Backbone
@@ -46,19 +46,49 @@ class ResNeStBackbone(ResNeSt, Backbone):
 DETECTRON2_NORMS = {"BN": "BN", "SyncBN": "SyncBN", "FrozenBN": "FrozenBN", "GN": "GN"}
 
 
-def norm_layer_of(norm: str):
-    """``MODEL.RESNETS.NORM`` as the core's norm factory ``f(num_channels)``."""
+def norm_layer_of(norm, key: str = "MODEL.RESNETS.NORM"):
+    """A detectron2 norm (a name, or a callable ``f(num_channels)`` as in LazyConfig) as the core's norm factory;
+    ``key`` names the setting in error messages."""
+    if callable(norm):
+        return norm
     if not norm:
-        raise ValueError("MODEL.RESNETS.NORM is empty: a ResNeSt needs a norm layer. Set it to one of FrozenBN, BN, "
-                         "SyncBN, naiveSyncBN, GN.")
+        raise ValueError(f"{key} is empty: a ResNeSt needs a norm layer. Set it to one of FrozenBN, BN, SyncBN, "
+                         "naiveSyncBN, GN.")
     if norm in DETECTRON2_NORMS:
         return make_norm_layer(DETECTRON2_NORMS[norm])
     try:
         get_norm(norm, 32)  # fail here, naming the key, rather than deep inside the network
     except (KeyError, ValueError) as error:
-        raise ValueError(f"MODEL.RESNETS.NORM {norm!r} is not a detectron2 norm ({error}); use one of FrozenBN, BN, "
-                         "SyncBN, naiveSyncBN, GN") from None
+        raise ValueError(f"{key} {norm!r} is not a detectron2 norm ({error}); use one of FrozenBN, BN, SyncBN, "
+                         "naiveSyncBN, GN") from None
     return partial(get_norm, norm)
+
+
+def resnest_backbone(variant: str = "resnest50", *, norm="FrozenBN", freeze_at: int = 0,
+                     out_features: Sequence[str] = STAGE_NAMES, **overrides) -> "ResNeStBackbone":
+    """The ResNeSt backbone with detectron2's argument conventions, for LazyConfig (``L(resnest_backbone)(...)``),
+    as ``L(ResNet)(...)`` is for detectron2's ResNet.
+
+    Args:
+        variant: published variant giving the architecture (``resnest_backbones.list_models()``).
+        norm: a detectron2 norm name (``FrozenBN``, ``BN``, ``SyncBN``, ``naiveSyncBN``, ``GN``, ...) or a callable
+            ``f(num_channels)``; detectron2's ``get_norm`` semantics.
+        freeze_at: detectron2's ``freeze_at``: 0 nothing, 1 the stem, 2 stem + res2, ... 5 everything; frozen
+            BatchNorms become FrozenBatchNorm2d (keeping their statistics), as in detectron2's ResNet.
+        out_features: which of ``res2..res5`` to return.
+        **overrides: any other ``ResNeSt`` argument (``radix``, ``avd``, ``output_stride``, ``with_cp``, ...).
+    """
+    try:
+        arch = get_variant(variant).kwargs()
+    except KeyError as error:
+        raise KeyError(f"variant: {error.args[0]}") from None
+    if isinstance(freeze_at, bool) or freeze_at not in range(0, 6):
+        raise ValueError(f"freeze_at must be in 0..5 (0 = nothing, 1 = stem, 2 = stem + res2, ...), got {freeze_at!r}")
+    arch.update(overrides)
+    model = ResNeStBackbone(norm_layer=norm_layer_of(norm, "norm"), frozen_stages=freeze_at - 1,
+                            out_features=list(out_features), **arch)
+    model.variant = variant
+    return model.convert_frozen_to_frozen_bn()
 
 
 def resnest_kwargs(cfg) -> Dict:

@@ -1,0 +1,33 @@
+#!/usr/bin/env python
+"""Train / evaluate ResNeSt detectors from detectron2 LazyConfig (Python) configs, as detectron2's own
+tools/lazyconfig_train_net.py does (same arguments, same config fields).
+
+    python tools/lazyconfig_train_net.py --config-file configs/detectron2/lazy/quickstart_mask_rcnn_s14_synthetic.py
+    python tools/lazyconfig_train_net.py --num-gpus 8 \
+        --config-file configs/detectron2/lazy/mask_rcnn_s50_fpn_syncbn_lsj_100ep_coco.py
+    python tools/lazyconfig_train_net.py --config-file <cfg> --eval-only train.init_checkpoint=<output>/model_final.pth
+    python tools/lazyconfig_train_net.py --config-file <cfg> --resume     # continue from <output>/last_checkpoint
+
+Overrides are `key=value` (LazyConfig.apply_overrides). Logic: resnest_backbones/apps/detectron2_lazy_train.py;
+--num-gpus on a CPU-only machine: as tools/train_net.py (resnest_backbones/apps/detectron2_launch.py).
+"""
+import os
+import sys
+
+# Idle OpenMP threads sleep instead of spinning (see tools/train_net.py). Must be set before torch loads OpenMP.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+try:
+    import resnest_backbones  # noqa: F401
+except ImportError:  # a checkout without `pip install -e .`
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from detectron2.engine import default_argument_parser  # noqa: E402
+from resnest_backbones.apps.detectron2_launch import launch  # noqa: E402
+from resnest_backbones.apps.detectron2_lazy_train import main  # noqa: E402
+
+if __name__ == "__main__":
+    args = default_argument_parser().parse_args()
+    print("Command Line Args:", args)
+    launch(main, args.num_gpus, num_machines=args.num_machines, machine_rank=args.machine_rank,
+           dist_url=args.dist_url, args=(args,))
