@@ -1,10 +1,12 @@
-"""Training through the core model (train-mode BN, in-place residual add) gives timm's forward and gradients."""
+"""Training through the core model gives timm's forward, gradients and running statistics: the default training
+formulation (memory_efficient.py, checked to be in use) and the plain eager forward."""
 import pytest
 import timm
 import torch
 
 import resnest_backbones as rb
 from conftest import randomize_norms
+from test_memory_efficient import uses_memory_efficient
 
 
 def _timm_features(model, x):
@@ -16,18 +18,21 @@ def _timm_features(model, x):
     return outputs
 
 
-@pytest.mark.parametrize("timm_name, our_name", [("resnest14d", "resnest14"),
-                                                 ("resnest50d_4s2x40d", "resnest50_fast_4s2x40d")])
-def test_train_mode_forward_and_gradients_match_timm(timm_name, our_name):
+@pytest.mark.parametrize("timm_name, our_name, memory_efficient", [
+    ("resnest14d", "resnest14", None), ("resnest14d", "resnest14", False),
+    ("resnest50d_4s2x40d", "resnest50_fast_4s2x40d", None)])
+def test_train_mode_forward_and_gradients_match_timm(timm_name, our_name, memory_efficient):
     reference = randomize_norms(timm.create_model(timm_name)).train()
     ours = rb.create_model(our_name, num_classes=1000)
     rb.load_pretrained(ours, reference.state_dict())
     ours.train()
+    ours.memory_efficient = memory_efficient
     x = torch.randn(2, 3, 96, 96)
     expected = _timm_features(reference, x)  # once only: each train-mode forward updates running statistics
     weights = [torch.randn(f.shape[1:]) for f in expected]  # a loss that weighs every element differently
     sum((f * w).sum() for f, w in zip(expected, weights)).backward()
     got = list(ours.forward_features(x).values())
+    assert (uses_memory_efficient(got) > 0) == (memory_efficient is None)  # None: the default, on for CPU
     sum((f * w).sum() for f, w in zip(got, weights)).backward()
     for out, ref in zip(got, expected):
         assert ((out - ref).abs().max() / ref.abs().max()).item() < 1e-5
@@ -43,8 +48,7 @@ def test_train_mode_forward_and_gradients_match_timm(timm_name, our_name):
         assert error < 1e-4, name
         compared += 1
     assert compared > 50
-    # The running statistics were updated identically too.
+    # The running statistics (and num_batches_tracked) were updated identically too.
     ours_buffers = dict(ours.named_buffers())
     for name, buffer in reference.named_buffers():
-        if name.endswith("running_mean"):
-            assert torch.allclose(ours_buffers[name], buffer, rtol=1e-5, atol=1e-6), name
+        assert torch.allclose(ours_buffers[name], buffer, rtol=1e-5, atol=1e-6), name
