@@ -1,8 +1,10 @@
 """Every shipped mmseg config loads with mmengine's Config (mmseg:: bases), builds its segmentor with our backbone
 at output stride 8, and predicts in test mode on CPU. Real mmseg / mmcv ops."""
+import ast
 import glob
 import os
 
+import mmseg
 import pytest
 import torch
 from mmengine.config import Config
@@ -19,17 +21,28 @@ PAPER = [name for name in CONFIGS if "quickstart" not in name]
 QUICK_STARTS = [name for name in CONFIGS if "quickstart" in name]
 
 
+def base_list(path: str) -> list:
+    """The `_base_` list of a config file, as written."""
+    tree = ast.parse(open(path).read())
+    return next(ast.literal_eval(node.value) for node in tree.body
+                if isinstance(node, ast.Assign) and getattr(node.targets[0], "id", None) == "_base_")
+
+
+def framework_config(name: str) -> str:
+    """The file of an ``mmseg::`` config in the installed mmseg."""
+    return os.path.join(os.path.dirname(mmseg.__file__), ".mim", "configs", name.split("::", 1)[1])
+
+
 def expected_backbone(name: str) -> dict:
     """The backbone each config had before the configs were split into shared bases (written out here, not read from
-    a config): output stride 8; the paper configs with SyncBN, the official dilated layout and the official ImageNet
-    weights, the quick starts ResNeSt-14 with BN from scratch."""
+    a config): output stride 8 in the official dilated layout; the paper configs with SyncBN and the official
+    ImageNet weights, the quick starts ResNeSt-14 with BN from scratch."""
     common = dict(type="ResNeStBackbone", out_indices=(0, 1, 2, 3), strides=(1, 2, 1, 1), dilations=(1, 1, 2, 4),
-                  norm_eval=False)
+                  dilated_layout="official", norm_eval=False)
     if "quickstart" in name:
         return dict(common, variant="resnest14", norm_cfg=dict(type="BN", requires_grad=True), init_cfg=None)
     depth = "101" if "_s101-" in name else "50"
-    return dict(common, variant=f"resnest{depth}", dilated_layout="official",
-                norm_cfg=dict(type="SyncBN", requires_grad=True),
+    return dict(common, variant=f"resnest{depth}", norm_cfg=dict(type="SyncBN", requires_grad=True),
                 init_cfg=dict(type="Pretrained", checkpoint=f"resnest://resnest{depth}"))
 
 
@@ -48,7 +61,9 @@ def test_paper_recipe(name):
     head = name.split("_")[2]
     assert cfg.model.decode_head.type == {"deeplabv3": "ASPPHead", "deeplabv3plus": "DepthwiseSeparableASPPHead",
                                           "pspnet": "PSPHead"}[head]
-    assert cfg.custom_imports == dict(imports=["resnest_backbones.openmmlab.mmseg"], allow_failed_imports=False)
+    # The adapter under its canonical path (the legacy resnest_backbones.mmseg works too), never optional.
+    assert cfg.custom_imports.imports[0] == "resnest_backbones.openmmlab.mmseg"
+    assert cfg.custom_imports.allow_failed_imports is False
     ade = "ade20k" in name
     assert cfg.train_cfg.max_iters == (160000 if ade else 80000)
     assert cfg.model.decode_head.num_classes == (150 if ade else 19)
@@ -68,16 +83,21 @@ def test_quick_start(name):
         assert loader.dataset.data_root == cfg.data_root  # one place to move the data (RESNEST_*_ROOT)
         assert loader.dataset.metainfo == cfg.metainfo
     assert cfg.model.data_preprocessor.size == cfg.crop_size == ((128, 128) if ade else (128, 256))
-    assert cfg.custom_imports == dict(imports=["resnest_backbones.openmmlab.mmseg"], allow_failed_imports=False)
+    # The adapter under its canonical path (the legacy resnest_backbones.mmseg works too), never optional.
+    assert cfg.custom_imports.imports[0] == "resnest_backbones.openmmlab.mmseg"
+    assert cfg.custom_imports.allow_failed_imports is False
 
 
-def test_shared_bases_define_only_their_own_names():
-    """The paper configs' backbone bases sit next to mmseg's own segmentor configs in one `_base_` list, where
-    mmengine refuses a key that two bases define: they may only define names that no mmseg config uses."""
-    paths = [p for p in glob.glob(os.path.join(CONFIG_DIR, "_base_", "*.py")) if "quickstart" not in p]
-    assert len(paths) == 2
-    for path in paths:
-        assert set(Config.fromfile(path).keys()) == {"custom_imports", "resnest_backbone"}, path
+@pytest.mark.parametrize("name", CONFIGS)
+def test_shared_base_defines_no_key_of_the_framework_base(name):
+    """Each config lists one of mmseg's configs (a segmentor, or a dataset for the quick starts) next to a shared
+    base of ours, where mmengine refuses a key that two bases define (model, norm_cfg, ...): the paper configs' bases
+    share the backbone under a name of its own (resnest_backbone)."""
+    framework, shared = base_list(os.path.join(CONFIG_DIR, name))
+    ours = set(Config.fromfile(os.path.join(CONFIG_DIR, shared)).keys())
+    theirs = set(Config.fromfile(framework_config(framework)).keys())
+    assert not ours & theirs, sorted(ours & theirs)
+    assert ("resnest_backbone" in ours) == ("quickstart" not in name)
 
 
 @pytest.mark.parametrize("name", CONFIGS)
