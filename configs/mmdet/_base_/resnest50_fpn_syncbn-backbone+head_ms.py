@@ -4,7 +4,8 @@
 #
 # A paper config lists this file next to one of mmdet's own detector configs in `_base_`. mmengine refuses a key
 # that two bases of one list both define, and mmdet's bases define `model`, the pipelines and the dataloaders, so
-# this file defines only names of its own (resnest_*), which the configs put in place with {{_base_.resnest_*}}.
+# this file shares those pieces under names of its own (resnest_*), which the configs put in place with
+# {{_base_.resnest_*}}.
 custom_imports = dict(imports=['resnest_backbones.openmmlab.mmdet'], allow_failed_imports=False)
 
 resnest_norm_cfg = dict(type='SyncBN', requires_grad=True)

@@ -2,8 +2,9 @@
 # initialised from the official ImageNet weights (downloaded once): the backbone of the S50 paper configs.
 #
 # A paper config lists this file next to one of mmseg's own segmentor configs in `_base_`. mmengine refuses a key
-# that two bases of one list both define, and mmseg's bases define `model` and `norm_cfg`, so this file defines only
-# `resnest_backbone`, which the configs put in place with backbone={{_base_.resnest_backbone}}.
+# that two bases of one list both define, and mmseg's bases define `model` and `norm_cfg`, so this file shares the
+# backbone under a name of its own, `resnest_backbone`, which the configs put in place with
+# backbone={{_base_.resnest_backbone}}.
 custom_imports = dict(imports=['resnest_backbones.openmmlab.mmseg'], allow_failed_imports=False)
 
 resnest_backbone = dict(
