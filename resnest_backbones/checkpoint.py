@@ -182,7 +182,7 @@ def read_checkpoint(path: str, allow_unsafe_pickle: bool = False) -> Mapping:
     except safe_pickle.ForbiddenGlobalError as error:
         if error.plausible:
             raise UnsafeCheckpointError(
-                f"{path} needs unsafe unpickling: it stores {error.global_name!r}, a Python object that is not "
+                f"{path} needs unsafe unpickling: it stores {error.what}, a Python object that is not "
                 "tensors, arrays or plain data. It was not loaded, because unpickling such objects can run "
                 "arbitrary code. If you trust the file, pass allow_unsafe_pickle=True (tools/convert_weights.py "
                 "--allow-unsafe-pickle) and keep a plain state dict of it.") from None

@@ -57,14 +57,16 @@ class ForbiddenGlobalError(pickle.UnpicklingError):
 
     Attributes:
         global_name (str): ``module.name`` of the refused global.
+        what (str): the same, quoted, with how the file used it when that matters (``getattr(set, 'add')``).
         plausible (bool): whether it looks like a real Python name (False hints at a corrupt file instead).
     """
 
     def __init__(self, module: str, name: str, use: str = ""):
         self.global_name = f"{module}.{name}"
+        self.what = f"{self.global_name!r}{use}"
         self.plausible = bool(_DOTTED_NAME.match(module) and _DOTTED_NAME.match(name))
-        super().__init__(f"refused to unpickle the global {self.global_name!r}{use}: restricted unpickling allows "
-                         "only tensors, numpy arrays, plain containers and mmengine's HistoryBuffer logs")
+        super().__init__(f"refused to unpickle the global {self.what}: restricted unpickling allows only tensors, "
+                         "numpy arrays, plain containers and mmengine's HistoryBuffer logs")
 
 
 def _numpy_global(name: str):

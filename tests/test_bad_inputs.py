@@ -1,0 +1,492 @@
+"""Every bad input of issue 10 (and of the argument checks before it), as tables: the input, the exception it must
+raise, a fragment of the message, and what must still hold afterwards (no code ran, no user file changed, the model
+unchanged). Then the tools: one message, exit status 1, no traceback (``--debug`` shows it). Then the cases that
+are not errors but used to go wrong silently (the download cache, the files the loaders must accept).
+
+The kill/resume faults are in tests/test_faults.py.
+"""
+import functools
+import hashlib
+import http.server
+import os
+import pickle
+import subprocess
+import sys
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, List, Optional
+
+import numpy as np
+import pytest
+import torch
+
+import resnest_backbones as rb
+from conftest import ROOT
+from resnest_backbones.checkpoint import (CheckpointMismatchError, NotACheckpointError, UnsafeCheckpointError,
+                                          read_checkpoint)
+from resnest_backbones.datasets import make_synthetic_dataset
+from resnest_backbones.datasets.synthetic_semantic import make_ade20k_layout, make_cityscapes_layout
+from resnest_backbones.fast_inference import FastInferenceError, to_fast_inference
+
+
+# ---------------------------------------------------------------- inputs
+class _RunsCode:
+    """Pickles as a call of os.system: what a malicious checkpoint holds."""
+
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self):
+        return os.system, (f"touch {self.marker}",)
+
+
+def _marker(tmp: Path) -> Path:
+    return tmp / "code_ran"
+
+
+def _no_code_ran(tmp: Path) -> None:
+    assert not _marker(tmp).exists(), "unpickling ran the file's code"
+
+
+def _evil_pth(tmp: Path) -> str:
+    path = tmp / "evil.pth"
+    torch.save({"state_dict": rb.create_model("resnest14").state_dict(), "meta": _RunsCode(_marker(tmp))}, path)
+    return str(path)
+
+
+def _evil_pkl(tmp: Path) -> str:
+    """A detectron2-style .pkl (numpy weights, as Detectron1 / the model zoo) with one code-running object."""
+    path = tmp / "evil.pkl"
+    state = {k: v.numpy() for k, v in rb.create_model("resnest14").state_dict().items()}
+    with open(path, "wb") as handle:
+        pickle.dump({"model": state, "__author__": "x", "extra": _RunsCode(_marker(tmp))}, handle, protocol=2)
+    return str(path)
+
+
+def _getattr_gadget(tmp: Path) -> str:
+    """getattr(set, 'add') through a pickle: the real getattr would reach any attribute of an allowed object."""
+    path = tmp / "gadget.pkl"
+    path.write_bytes(b"\x80\x02cbuiltins\ngetattr\ncbuiltins\nset\nX\x03\x00\x00\x00add\x86R.")
+    return str(path)
+
+
+def _history_buffer_gadget(tmp: Path) -> str:
+    """getattr(HistoryBuffer, '__init__'): only min/max/current/mean of mmengine's HistoryBuffer are allowed."""
+    path = tmp / "gadget2.pkl"
+    path.write_bytes(b"\x80\x02cbuiltins\ngetattr\ncmmengine.logging.history_buffer\nHistoryBuffer\n"
+                     b"X\x08\x00\x00\x00__init__\x86R.")
+    return str(path)
+
+
+def _random_bytes(tmp: Path) -> str:
+    path = tmp / "garbage.pth"
+    path.write_bytes(np.random.default_rng(0).integers(0, 256, 4096, dtype=np.uint8).tobytes())
+    return str(path)
+
+
+def _truncated(tmp: Path) -> str:
+    path = tmp / "truncated.pth"
+    torch.save(rb.create_model("resnest14").state_dict(), path)
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    return str(path)
+
+
+def _load(source_of: Callable[[Path], str], **kwargs):
+    return lambda tmp: rb.load_pretrained(rb.create_model("resnest14"), source_of(tmp), **kwargs)
+
+
+def _forward(x):
+    return lambda tmp: rb.create_model("resnest14").eval()(x)
+
+
+def _fused():
+    return to_fast_inference(rb.create_model("resnest14").eval())
+
+
+class _Fixture:
+    """A value made inside the call and checked afterwards (the model after a refused call)."""
+
+    def __init__(self, make):
+        self.make, self.value = make, None
+
+    def __call__(self):
+        self.value = self.make()
+        return self.value
+
+
+_twice, _train = _Fixture(_fused), _Fixture(_fused)
+
+
+def _eval_and_fused(fixture: _Fixture):
+    def check(tmp):
+        model = fixture.value
+        assert getattr(model, "is_fast_inference", False)
+        assert not any(module.training for module in model.modules()), "left (partly) in training mode"
+    return check
+
+
+def _user_folder(tmp: Path) -> Path:
+    folder = tmp / "mine"
+    (folder / "images").mkdir(parents=True)
+    (folder / "images" / "photo.jpg").write_text("the user's file")
+    return folder
+
+
+def _user_file_intact(tmp: Path) -> None:
+    assert (tmp / "mine" / "images" / "photo.jpg").read_text() == "the user's file"
+
+
+def _dataset_with_user_file(tmp: Path, **changes) -> None:
+    """A dataset the maker made, a file the user added to it, then a call with other arguments."""
+    root = tmp / "shapes"
+    make_synthetic_dataset(str(root), 2, 1, 32)
+    (root / "images" / "train" / "notes.txt").write_text("the user's notes")
+    make_synthetic_dataset(str(root), **{**dict(num_train=2, num_val=1, image_size=32), **changes})
+
+
+def _user_notes_intact(tmp: Path) -> None:
+    assert (tmp / "shapes" / "images" / "train" / "notes.txt").read_text() == "the user's notes"
+
+
+def _planned_name_taken(tmp: Path) -> None:
+    """A user file under a name the maker plans to write (its own folder, a new image count)."""
+    root = tmp / "shapes"
+    make_synthetic_dataset(str(root), 2, 1, 32)
+    (root / "images" / "val" / "000002.png").write_text("the user's image")
+    make_synthetic_dataset(str(root), 2, 2, 32, overwrite=True)
+
+
+# ---------------------------------------------------------------- detectron2 inputs
+def _d2_cfg(*opts):
+    from resnest_backbones.apps.detectron2_train import load_training_config
+    return load_training_config(str(ROOT / "configs" / "detectron2" / "quickstart_mask_rcnn_s14_synthetic.yaml"),
+                                ["MODEL.WEIGHTS", "", "MODEL.DEVICE", "cpu", "MODEL.RESNEST.VARIANT", "resnest14",
+                                 *opts])
+
+
+def _d2_build(*opts):
+    from detectron2.modeling import build_model
+    return lambda tmp: build_model(_d2_cfg(*opts))
+
+
+def _d2_checkpointer(tmp: Path, model=None):
+    import resnest_backbones.detectron2 as rd2
+    return rd2.ResNeStCheckpointer(model if model is not None else torch.nn.Linear(1, 1), save_dir=str(tmp / "out"))
+
+
+def _d2_load(source_of):
+    return lambda tmp: _d2_checkpointer(tmp, torch.nn.Sequential(rb.create_model("resnest14"))).load(source_of(tmp))
+
+
+def _d2_resume(last_checkpoint: bytes, truncated: bool = False):
+    def call(tmp):
+        out = tmp / "out"
+        out.mkdir()
+        torch.save({"model": {}, "iteration": 0}, out / "model_0000001.pth")
+        if truncated:
+            (out / "model_0000009.pth").write_bytes((out / "model_0000001.pth").read_bytes()[:100])
+        (out / "last_checkpoint").write_bytes(last_checkpoint)
+        _d2_checkpointer(tmp).resume_or_load("", resume=True)
+    return call
+
+
+def _d2_synthetic_root(tmp: Path):
+    from resnest_backbones.apps.detectron2_data import register_synthetic_datasets
+    register_synthetic_datasets(_d2_cfg("DATASETS.SYNTHETIC.ROOT", str(_user_folder(tmp))))
+
+
+# ---------------------------------------------------------------- the table
+@dataclass
+class Case:
+    id: str
+    call: Callable[[Path], Any]
+    error: type
+    fragment: str
+    after: Optional[Callable[[Path], None]] = None
+
+
+CASES: List[Case] = [
+    # architecture arguments (core): name the argument and the allowed values
+    Case("radix=-1", lambda t: rb.create_model("resnest14", radix=-1), ValueError, "radix must be an integer >= 0"),
+    Case("cardinality=0", lambda t: rb.create_model("resnest14", cardinality=0), ValueError,
+         "cardinality must be an integer >= 1"),
+    Case("cardinality=-1", lambda t: rb.create_model("resnest14", cardinality=-1), ValueError,
+         "cardinality must be an integer >= 1"),
+    Case("base_width=0", lambda t: rb.create_model("resnest14", base_width=0), ValueError,
+         "base_width must be an integer >= 1"),
+    Case("stem_width=0", lambda t: rb.create_model("resnest14", stem_width=0), ValueError,
+         "stem_width must be an integer >= 1"),
+    Case("reduction_factor=0", lambda t: rb.create_model("resnest14", reduction_factor=0), ValueError,
+         "reduction_factor must be an integer >= 1"),
+    Case("in_channels=0", lambda t: rb.create_model("resnest14", in_channels=0), ValueError,
+         "in_channels must be an integer >= 1"),
+    Case("layers of 3", lambda t: rb.ResNeSt([3, 4, 6]), ValueError, "layers must be 4 block counts"),
+    Case("layers with 0", lambda t: rb.ResNeSt([3, 0, 6, 3]), ValueError, "layers[1] must be an integer >= 1"),
+    Case("out_features string", lambda t: rb.create_model("resnest14", out_features="res5"), ValueError,
+         "got the string 'res5'; write ['res5']"),
+    Case("out_features unknown", lambda t: rb.create_model("resnest14", out_features=["res6"]), ValueError,
+         "non-empty subset of ['res2', 'res3', 'res4', 'res5']"),
+    Case("frozen_stages=5", lambda t: rb.create_model("resnest14", frozen_stages=5), ValueError,
+         "frozen_stages must be an integer in [-1, 4]"),
+    # inputs
+    Case("batch of 0 images", _forward(torch.rand(0, 3, 64, 64)), ValueError, "empty batch (0 images)"),
+    Case("float64 input, float32 model", _forward(torch.rand(1, 3, 64, 64, dtype=torch.float64)), TypeError,
+         "input dtype torch.float64 differs from the model's torch.float32"),
+    Case("3-d input", _forward(torch.rand(3, 64, 64)), ValueError, "expects a (N, C, H, W) batch"),
+    # fast inference
+    Case("fuse a fused model", lambda t: to_fast_inference(_twice()), FastInferenceError, "already fused",
+         _eval_and_fused(_twice)),
+    Case("train() a fused model", lambda t: _train().train(), FastInferenceError, "inference-only",
+         _eval_and_fused(_train)),
+    Case("fuse a training model", lambda t: to_fast_inference(rb.create_model("resnest14").train()),
+         FastInferenceError, "call model.eval() first"),
+    # checkpoint files: no code runs, garbage is "not a checkpoint", unsafe needs the opt-in
+    Case("code in a .pth", _load(_evil_pth), UnsafeCheckpointError, "needs unsafe unpickling: it stores "
+         "'posix.system'", _no_code_ran),
+    Case("code in a .pkl (load_pretrained)", _load(_evil_pkl), UnsafeCheckpointError, "allow_unsafe_pickle=True",
+         _no_code_ran),
+    Case("getattr gadget", _load(_getattr_gadget), UnsafeCheckpointError, "getattr(set, 'add')"),
+    Case("HistoryBuffer getattr gadget", _load(_history_buffer_gadget), UnsafeCheckpointError,
+         "getattr(HistoryBuffer, '__init__')"),
+    Case("random bytes", _load(_random_bytes), NotACheckpointError, "is truncated or not a checkpoint"),
+    Case("truncated file", _load(_truncated), NotACheckpointError, "is truncated or not a checkpoint"),
+    Case("missing file", _load(lambda t: str(t / "nope.pth")), FileNotFoundError, "Checkpoint file not found"),
+    Case("variant name typo", _load(lambda t: "resnest5O"), FileNotFoundError, "did you mean 'resnest50'?"),
+    Case("wrong architecture", lambda t: rb.load_pretrained(rb.create_model("resnest26"),
+                                                            rb.create_model("resnest14").state_dict()),
+         CheckpointMismatchError, "missing keys"),
+    Case("not a ResNeSt layout", lambda t: rb.load_pretrained(rb.create_model("resnest14"), {"x.weight": torch.ones(1)}),
+         ValueError, "Unrecognised checkpoint layout"),
+    # dataset makers: never delete or overwrite a file they did not make
+    Case("instances maker, user folder", lambda t: make_synthetic_dataset(str(_user_folder(t)), 2, 1, 32),
+         FileExistsError, "nothing in it is deleted or overwritten", _user_file_intact),
+    Case("instances maker, user folder, overwrite",
+         lambda t: make_synthetic_dataset(str(_user_folder(t)), 2, 1, 32, overwrite=True), FileExistsError,
+         "has no record (synthetic_meta.json", _user_file_intact),
+    Case("ADE20K maker, user folder", lambda t: make_ade20k_layout(str(_user_folder(t)), 2, 1, (32, 32)),
+         FileExistsError, "nothing in it is deleted or overwritten", _user_file_intact),
+    Case("Cityscapes maker, user folder", lambda t: make_cityscapes_layout(str(_user_folder(t)), 2, 1, (32, 64)),
+         FileExistsError, "nothing in it is deleted or overwritten", _user_file_intact),
+    Case("other arguments without overwrite", functools.partial(_dataset_with_user_file, num_train=3),
+         FileExistsError, "num_train 2 -> 3", _user_notes_intact),
+    Case("a planned file is the user's", _planned_name_taken, FileExistsError, "did not make (e.g. images/val/"),
+    Case("maker argument", lambda t: make_synthetic_dataset(str(t / "x"), 2, 1, 0), ValueError,
+         "image_size must be an integer >= 16"),
+    # detectron2: config keys named, MODEL.WEIGHTS read safely, last_checkpoint explained
+    Case("MODEL.RESNEST.RADIX -1", _d2_build("MODEL.RESNEST.RADIX", "-1"), ValueError,
+         "MODEL.RESNEST.RADIX: radix must be an integer >= 0"),
+    Case("MODEL.RESNEST.CARDINALITY 0", _d2_build("MODEL.RESNEST.CARDINALITY", "0"), ValueError,
+         "MODEL.RESNEST.CARDINALITY: cardinality must be"),
+    Case("MODEL.RESNEST.BASE_WIDTH 0", _d2_build("MODEL.RESNEST.BASE_WIDTH", "0"), ValueError,
+         "MODEL.RESNEST.BASE_WIDTH: base_width must be"),
+    Case("MODEL.RESNEST.STEM_WIDTH 0", _d2_build("MODEL.RESNEST.STEM_WIDTH", "0"), ValueError,
+         "MODEL.RESNEST.STEM_WIDTH"),
+    Case("MODEL.RESNEST.LAYERS with 0", _d2_build("MODEL.RESNEST.LAYERS", "[1, 1, 0, 1]"), ValueError,
+         "MODEL.RESNEST.LAYERS: layers[2] must be an integer >= 1"),
+    Case("MODEL.RESNETS.OUT_FEATURES", _d2_build("MODEL.RESNETS.OUT_FEATURES", "['res6']"), ValueError,
+         "MODEL.RESNETS.OUT_FEATURES"),
+    Case("code in a .pkl (MODEL.WEIGHTS)", _d2_load(_evil_pkl), UnsafeCheckpointError,
+         "needs unsafe unpickling", _no_code_ran),
+    Case("random bytes (MODEL.WEIGHTS)", _d2_load(_random_bytes), NotACheckpointError, "not a checkpoint"),
+    Case("last_checkpoint names a missing file", _d2_resume(b"model_0000009.pth"), FileNotFoundError,
+         "last_checkpoint names 'model_0000009.pth', which is not a file in"),
+    Case("last_checkpoint lists what exists", _d2_resume(b"model_0000009.pth"), FileNotFoundError,
+         "Checkpoints in "),
+    Case("last_checkpoint is garbage", _d2_resume(b"\x00\xff\x13garbage"), FileNotFoundError,
+         "last_checkpoint names '\\x00"),
+    Case("last_checkpoint names a truncated file", _d2_resume(b"model_0000009.pth", truncated=True),
+         NotACheckpointError, "names 'model_0000009.pth', which cannot be read"),
+    Case("DATASETS.SYNTHETIC.ROOT is a user folder", _d2_synthetic_root, FileExistsError,
+         "DATASETS.SYNTHETIC.ROOT", _user_file_intact),
+]
+
+
+@pytest.mark.parametrize("case", CASES, ids=[case.id for case in CASES])
+def test_bad_input_is_refused_clearly(case: Case, tmp_path):
+    with pytest.raises(case.error) as raised:
+        case.call(tmp_path)
+    assert case.fragment in str(raised.value), str(raised.value)
+    if case.error is NotACheckpointError:  # garbage must not send the user towards unsafe loading
+        assert "allow_unsafe_pickle" not in str(raised.value)
+    if case.after is not None:
+        case.after(tmp_path)
+
+
+# ---------------------------------------------------------------- the tools
+def _tool(name: str, *args, cwd=None):
+    return subprocess.run([sys.executable, str(ROOT / "tools" / name), *map(str, args)], capture_output=True,
+                          text=True, cwd=str(cwd or ROOT), env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=300)
+
+
+def _official_file(tmp: Path, variant="resnest14") -> Path:
+    path = tmp / f"{variant}.pth"
+    if not path.exists():
+        torch.save(rb.create_model(variant).state_dict(), path)
+    return path
+
+
+def _symlink_to_input(tmp: Path) -> List:
+    source = _official_file(tmp)
+    (tmp / "link.pth").symlink_to(source)
+    return [source, tmp / "link.pth", "--to", "openmmlab"]
+
+
+@dataclass
+class ToolCase:
+    id: str
+    tool: str
+    args: Callable[[Path], List]
+    fragment: str
+    cwd_is_tmp: bool = False
+
+
+TOOL_CASES = [
+    ToolCase("convert: missing source", "convert_weights.py", lambda t: [t / "nope.pth", t / "o.pth", "--to",
+                                                                         "official"], "Checkpoint file not found"),
+    ToolCase("convert: output is the input", "convert_weights.py",
+             lambda t: [_official_file(t), _official_file(t), "--to", "openmmlab"], "is the input file"),
+    ToolCase("convert: output is the input (relative)", "convert_weights.py",
+             lambda t: [_official_file(t), "./" + _official_file(t).name, "--to", "openmmlab"], "is the input file",
+             cwd_is_tmp=True),
+    ToolCase("convert: output is the input (symlink)", "convert_weights.py", _symlink_to_input, "is the input file"),
+    ToolCase("convert: wrong --variant", "convert_weights.py",
+             lambda t: [_official_file(t), t / "o.pth", "--to", "openmmlab", "--variant", "resnest50"],
+             "resnest14.pth does not fit --variant resnest50"),
+    ToolCase("convert: code in the source", "convert_weights.py",
+             lambda t: [_evil_pth(t), t / "o.pth", "--to", "official"], "needs unsafe unpickling"),
+    ToolCase("export: --out is --weights", "export.py",
+             lambda t: ["resnest14", "--format", "torchscript", "--out", _official_file(t), "--weights",
+                        _official_file(t)], "is the input file"),
+    ToolCase("export: negative --num-classes", "export.py",
+             lambda t: ["resnest14", "--format", "torchscript", "--out", t / "x.pt", "--num-classes", "-1"],
+             "num_classes must be an integer >= 0"),
+    ToolCase("make_synthetic_dataset: user folder", "make_synthetic_dataset.py",
+             lambda t: [_user_folder(t), "--num-train", "1", "--num-val", "1", "--image-size", "32"],
+             "nothing in it is deleted or overwritten"),
+    ToolCase("make_synthetic_segmentation: user folder", "make_synthetic_segmentation.py",
+             lambda t: ["--layout", "ade20k", "--root", _user_folder(t), "--num-train", "1", "--num-val", "1"],
+             "nothing in it is deleted or overwritten"),
+]
+
+
+@pytest.mark.parametrize("case", TOOL_CASES, ids=[case.id for case in TOOL_CASES])
+def test_tool_user_error_is_one_message(case: ToolCase, tmp_path):
+    before = {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()}
+    args = case.args(tmp_path)
+    inputs = {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file() and p not in before}
+    result = _tool(case.tool, *args, cwd=tmp_path if case.cwd_is_tmp else None)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "Traceback" not in result.stderr and case.fragment in result.stderr, result.stderr
+    assert "--debug" in result.stderr
+    assert all(path.read_bytes() == data for path, data in inputs.items()), "a tool changed one of its inputs"
+    _no_code_ran(tmp_path)
+
+
+def test_tool_debug_shows_the_traceback(tmp_path):
+    result = _tool("convert_weights.py", tmp_path / "nope.pth", tmp_path / "o.pth", "--to", "official", "--debug")
+    assert result.returncode != 0 and "Traceback" in result.stderr and "FileNotFoundError" in result.stderr
+
+
+def test_convert_reports_every_dropped_entry(tmp_path):
+    """An mmengine-style training checkpoint of our backbone: meta and optimizer are listed, not dropped silently."""
+    state = {"backbone." + k: v for k, v in rb.create_model("resnest14").state_dict().items()}
+    torch.save({"meta": {"epoch": 1}, "state_dict": {**state, "neck.conv.weight": torch.zeros(1)},
+                "optimizer": {"state": {}, "param_groups": []}}, tmp_path / "train.pth")
+    result = _tool("convert_weights.py", tmp_path / "train.pth", tmp_path / "out.pth", "--to", "official")
+    assert result.returncode == 0, result.stderr
+    assert "meta (dict)" in result.stdout and "optimizer (dict)" in result.stdout
+    assert "neck.conv.weight" in result.stdout and "openmmlab -> official" in result.stdout
+
+
+# ---------------------------------------------------------------- what must work (it used to go wrong)
+class _Trusted:  # an arbitrary object, in a file the user trusts
+    pass
+
+
+def test_unsafe_pickle_opt_in_reads_a_trusted_file(tmp_path):
+    path = tmp_path / "trusted.pth"
+    torch.save({"state_dict": rb.create_model("resnest14").state_dict(), "meta": _Trusted()}, path)
+    with pytest.raises(UnsafeCheckpointError, match="test_bad_inputs._Trusted"):
+        read_checkpoint(path)
+    assert rb.load_pretrained(rb.create_model("resnest14"), str(path), allow_unsafe_pickle=True).format == "official"
+
+
+class _Quiet(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args):
+        pass
+
+
+def test_two_urls_with_one_file_name_never_share_a_cache_file(tmp_path, hub_cache):
+    """Before: the second URL returned the first one's weights (one cache file per file name)."""
+    served = tmp_path / "served"
+    models = {}
+    for folder, seed in (("a", 1), ("b", 2)):
+        torch.manual_seed(seed)
+        models[folder] = rb.create_model("resnest14")
+        (served / folder).mkdir(parents=True)
+        torch.save(models[folder].state_dict(), served / folder / "weights.pth")
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(_Quiet, directory=str(served)))
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    try:
+        base = f"http://127.0.0.1:{httpd.server_address[1]}"
+        for _ in range(2):  # downloads, then cache hits: each URL keeps its own file
+            for folder in ("a", "b"):
+                target = rb.create_model("resnest14")
+                report = rb.load_pretrained(target, f"{base}/{folder}/weights.pth", progress=False)
+                assert report.source == f"{base}/{folder}/weights.pth"
+                assert all(torch.equal(v, models[folder].state_dict()[k]) for k, v in target.state_dict().items())
+        (hub_cache / "checkpoints" / "weights.pth").write_bytes(b"replaced by someone")  # a file of unknown origin
+        (hub_cache / "checkpoints" / "weights.pth.source").unlink()
+        target = rb.create_model("resnest14")
+        rb.load_pretrained(target, f"{base}/a/weights.pth", progress=False)  # downloaded again, elsewhere
+        assert torch.equal(target.conv1[0].weight, models["a"].conv1[0].weight)
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+
+
+def test_detectron2_reads_numpy_pkl_weights_restricted(tmp_path):
+    """A detectron2 model-zoo .pkl (numpy arrays): read without plain pickle, loaded into the detector."""
+    import resnest_backbones.detectron2 as rd2
+    from detectron2.modeling import build_model
+    source, target = build_model(_d2_cfg()), build_model(_d2_cfg())
+    path = tmp_path / "detector.pkl"
+    with open(path, "wb") as handle:
+        pickle.dump({"model": {k: v.numpy() for k, v in source.state_dict().items()}, "__author__": "test"},
+                    handle, protocol=2)
+    rd2.ResNeStCheckpointer(target).load(str(path))
+    assert all(torch.equal(v, source.state_dict()[k]) for k, v in target.state_dict().items())
+
+
+def test_detectron2_loads_an_mmdet_checkpoint_of_resnest_backbone(tmp_path):
+    """Before: detected as the detectron2 layout, then "Unsupported type found in checkpoint! meta"."""
+    import resnest_backbones.detectron2 as rd2
+    from detectron2.modeling import build_model
+    from mmengine.logging import HistoryBuffer
+    model = build_model(_d2_cfg())
+    torch.manual_seed(3)
+    backbone = rb.create_model("resnest14").state_dict()
+    path = tmp_path / "mmdet_iter_10.pth"
+    torch.save({"meta": {"iter": 10, "seed": 0}, "state_dict": {
+        **{"backbone." + k: v for k, v in backbone.items()}, "neck.lateral_convs.0.conv.weight": torch.zeros(1),
+        "rpn_head.rpn_conv.weight": torch.zeros(1), "roi_head.bbox_head.fc_cls.weight": torch.zeros(1)},
+        "message_hub": {"log_scalars": {"train/loss": HistoryBuffer([1.5, 1.2], [1, 1])},
+                        "runtime_info": {"eta": np.float64(12.5)}},
+        "optimizer": {"state": {}, "param_groups": [{"lr": 0.01, "params": []}]}}, path)
+    rd2.ResNeStCheckpointer(model).resume_or_load(str(path), resume=False)
+    loaded = model.state_dict()
+    assert all(torch.equal(loaded["backbone.bottom_up." + k], v) for k, v in backbone.items())
+
+
+def test_checkpoint_hashes_are_verified_before_reuse(tmp_path, hub_cache):
+    """A file placed in the cache without a record is reused only if the hash in its name verifies."""
+    from resnest_backbones.checkpoint import cache_path
+    payload = b"weights"
+    name = f"w-{hashlib.sha256(payload).hexdigest()[:8]}.pth"
+    cache = hub_cache / "checkpoints"
+    cache.mkdir(parents=True)
+    (cache / name).write_bytes(payload)
+    assert cache_path(f"http://host/{name}", str(cache)) == str(cache / name)  # verified: torch.hub's place
+    (cache / "x-00000000.pth").write_bytes(payload)  # wrong hash: another URL's place
+    assert cache_path("http://host/x-00000000.pth", str(cache)) != str(cache / "x-00000000.pth")
