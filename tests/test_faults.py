@@ -124,9 +124,10 @@ def test_detectron2_killed_inside_a_checkpoint_write_resumes(d2_reference, tmp_p
 MM_CONFIG = "tests/configs/mmdet_faults.py"
 
 
-def _mim(work_dir, data, *args, env=None, killed=False):
-    return _run([sys.executable, "-m", "mim", "train", "mmdet", MM_CONFIG, "--work-dir", work_dir, *args],
-                {"RESNEST_SHAPES_ROOT": f"{data}/", **(env or {})}, killed)
+def _mim(work_dir, data, *args, options=(), env=None, killed=False):
+    options = ["train_dataloader.dataset.pipeline.2.scale=(64,64)", *options]  # Resize: 64-pixel images
+    return _run([sys.executable, "-m", "mim", "train", "mmdet", MM_CONFIG, "--work-dir", work_dir, *args,
+                 "--cfg-options", *options], {"RESNEST_SHAPES_ROOT": f"{data}/", **(env or {})}, killed)
 
 
 def _weights(path):
@@ -140,7 +141,7 @@ def mm_reference(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("mm")
     data = make_synthetic_dataset(str(tmp / "data"), num_train=8, num_val=2, image_size=64)["root"]
     full, resumed = tmp / "full", tmp / "resumed"
-    _mim(full, data, "--cfg-options", "default_hooks.checkpoint.max_keep_ckpts=-1")  # keep every checkpoint
+    _mim(full, data, options=["default_hooks.checkpoint.max_keep_ckpts=-1"])  # keep every checkpoint
     log = _mim(resumed, data, "--resume", full / f"iter_{PERIOD}.pth")
     assert f"resumed epoch: 0, iter: {PERIOD}" in log
     return data, full, _weights(resumed / f"iter_{MAX_ITER}.pth")

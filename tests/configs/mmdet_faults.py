@@ -1,13 +1,12 @@
-# tests/test_faults.py: the mmdet quick start, tiny (ResNeSt-14 at a quarter width, 64-pixel images, no
-# validation), with the crash-safe checkpoint hook, mmengine-checkpoint resuming (SafeRunner) and the test-only
-# fault injection (tests/fault_injection.py, importable through PYTHONPATH).
+# tests/test_faults.py: the mmdet quick start, tiny (ResNeSt-14 at a quarter width, no validation; the test
+# passes 64-pixel images as --cfg-options), with the crash-safe checkpoint hook, mmengine-checkpoint resuming
+# (SafeRunner) and the test-only fault injection (tests/fault_injection.py, importable through PYTHONPATH).
 _base_ = '../../configs/mmdet/mask-rcnn_s14_fpn_bn_quickstart_synthetic-coco.py'
 custom_imports = dict(imports=['resnest_backbones.openmmlab.mmdet', 'resnest_backbones.openmmlab.runner',
                                'resnest_backbones.openmmlab.checkpoint_hook', 'fault_injection'],
                       allow_failed_imports=False)
 runner_type = 'SafeRunner'
 randomness = dict(seed=0)
-image_scale = (64, 64)
 
 model = dict(
     backbone=dict(base_channels=16),
@@ -16,14 +15,6 @@ model = dict(
     roi_head=dict(bbox_roi_extractor=dict(out_channels=32), bbox_head=dict(in_channels=32, fc_out_channels=64),
                   mask_roi_extractor=dict(out_channels=32),
                   mask_head=dict(in_channels=32, conv_out_channels=32)))
-train_pipeline = [
-    dict(type='LoadImageFromFile'),
-    dict(type='LoadAnnotations', with_bbox=True, with_mask=True),
-    dict(type='Resize', scale=image_scale, keep_ratio=True),
-    dict(type='RandomFlip', prob=0.5),
-    dict(type='PackDetInputs'),
-]
-train_dataloader = dict(dataset=dict(pipeline=train_pipeline))
 train_cfg = dict(max_iters=7, val_interval=1000)
 val_cfg = None
 val_dataloader = None
