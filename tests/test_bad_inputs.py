@@ -196,6 +196,21 @@ def _d2_synthetic_root(tmp: Path):
     register_synthetic_datasets(_d2_cfg("DATASETS.SYNTHETIC.ROOT", str(_user_folder(tmp))))
 
 
+# ---------------------------------------------------------------- OpenMMLab inputs
+def _mm(**arguments):
+    def call(tmp):
+        from resnest_backbones.openmmlab.mmdet import ResNeStBackbone
+        return ResNeStBackbone(**arguments)
+    return call
+
+
+def _mm_init(source_of):
+    def call(tmp):
+        from resnest_backbones.openmmlab.mmdet import ResNeStBackbone
+        ResNeStBackbone(variant="resnest14", init_cfg=dict(type="Pretrained", checkpoint=source_of(tmp))).init_weights()
+    return call
+
+
 # ---------------------------------------------------------------- the table
 @dataclass
 class Case:
@@ -299,6 +314,16 @@ CASES: List[Case] = [
          NotACheckpointError, "names 'model_0000009.pth', which cannot be read"),
     Case("DATASETS.SYNTHETIC.ROOT is a user folder", _d2_synthetic_root, FileExistsError,
          "DATASETS.SYNTHETIC.ROOT", _user_file_intact),
+    # OpenMMLab: the adapter validates as mmdet/mmseg do (its own messages); checkpoints go through the core
+    Case("mmdet depth=18", _mm(depth=18), KeyError, "depth 18"),
+    Case("mmdet out_indices=(4,)", _mm(depth=50, out_indices=(4,)), ValueError, "out_indices (4,)"),
+    Case("mmdet norm_cfg type", _mm(depth=50, norm_cfg=dict(type="XX")), ValueError, "norm_cfg type 'XX'"),
+    Case("mmdet radix=-1", _mm(depth=50, radix=-1), ValueError, "radix must be an integer >= 0"),
+    Case("mmdet misspelt argument", _mm(depth=50, radx=2), TypeError, "did you mean 'radix'?"),
+    Case("mmdet style", _mm(depth=50, style="tensorflow"), ValueError, "style"),
+    Case("mmdet init_cfg with code", _mm_init(_evil_pth), UnsafeCheckpointError, "needs unsafe unpickling",
+         _no_code_ran),
+    Case("mmdet init_cfg random bytes", _mm_init(_random_bytes), NotACheckpointError, "not a checkpoint"),
 ]
 
 
