@@ -3,6 +3,7 @@ import functools
 import dataclasses
 import hashlib
 import http.server
+import io
 import os
 import subprocess
 import sys
@@ -200,3 +201,43 @@ def test_convert_tool_reports_detector_heads_and_rejects_wrong_variant(source_mo
     wrong = _convert(tmp_path / "detector.pth", tmp_path / "out2.pth", "--to", "official", "--variant",
                      "resnest50")
     assert wrong.returncode != 0 and "does not fit" in wrong.stderr
+
+
+# ---------------------------------------------------------------- restricted unpickling reads what real files hold
+def test_restricted_reader_reads_every_pickle_protocol_and_torch_format(tmp_path):
+    """numpy .pkl weights in every pickle protocol, both torch.save formats, numpy 1.x names, Python 2 names."""
+    import pickle
+    import numpy as np
+    from resnest_backbones import safe_pickle
+    from resnest_backbones.checkpoint import read_checkpoint
+    weights = {"conv.weight": np.arange(6, dtype=np.float32).reshape(2, 3), "step": np.int64(3), "tags": {"a", "b"}}
+    for protocol in range(pickle.HIGHEST_PROTOCOL + 1):
+        path = tmp_path / f"p{protocol}.pkl"
+        path.write_bytes(pickle.dumps(weights, protocol=protocol))
+        loaded = read_checkpoint(path)
+        assert torch.equal(loaded["conv.weight"], torch.arange(6.0).reshape(2, 3)), protocol
+        assert loaded["step"] == 3 and loaded["tags"] == {"a", "b"}
+    state = {"w": torch.randn(3, 2), "n": torch.tensor(5)}
+    for zipped in (True, False):
+        torch.save(state, tmp_path / "t.pth", _use_new_zipfile_serialization=zipped)
+        loaded = read_checkpoint(tmp_path / "t.pth")
+        assert all(torch.equal(loaded[k], v) for k, v in state.items())
+    numpy2 = pickle.dumps(np.ones(2), protocol=2)  # GLOBAL opcodes: module names as newline-ended text
+    numpy1 = numpy2.replace(b"numpy._core.multiarray", b"numpy.core.multiarray")
+    assert numpy1 != numpy2 and (safe_pickle.load(io.BytesIO(numpy1)) == 1).all()
+    python2 = b"\x80\x02c__builtin__\nset\n]q\x00(K\x01K\x02e\x85R."  # set([1, 2]) as Python 2 pickles it
+    assert safe_pickle.load(io.BytesIO(python2)) == {1, 2}
+
+
+def test_restricted_reader_reads_mmengine_message_hub_and_refuses_more(tmp_path):
+    from mmengine.logging import HistoryBuffer
+    import numpy as np
+    from resnest_backbones.checkpoint import UnsafeCheckpointError, read_checkpoint
+    buffer = HistoryBuffer([1.0, 2.0], [1, 1])
+    torch.save({"message_hub": {"log_scalars": {"loss": buffer}, "runtime_info": {"eta": np.float64(3.5)}}},
+               tmp_path / "hub.pth")
+    hub = read_checkpoint(tmp_path / "hub.pth")["message_hub"]
+    assert hub["log_scalars"]["loss"].mean() == 1.5 and hub["runtime_info"]["eta"] == 3.5
+    torch.save({"hook": functools.partial(print, "x")}, tmp_path / "partial.pth")
+    with pytest.raises(UnsafeCheckpointError, match="functools.partial"):
+        read_checkpoint(tmp_path / "partial.pth")
