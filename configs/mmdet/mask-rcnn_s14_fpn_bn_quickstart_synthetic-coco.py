@@ -7,7 +7,7 @@
 #       --image-size 128   # from a checkout
 #   mim train mmdet configs/mmdet/mask-rcnn_s14_fpn_bn_quickstart_synthetic-coco.py --work-dir work_dirs/qs_coco
 #   mim test mmdet configs/mmdet/mask-rcnn_s14_fpn_bn_quickstart_synthetic-coco.py \
-#       --checkpoint work_dirs/qs_coco/iter_600.pth
+#       --checkpoint work_dirs/qs_coco/iter_650.pth
 #
 # The data root is relative to the working directory (run from the repository root). Move it with the environment
 # variable RESNEST_SHAPES_ROOT=/path/to/shapes/ (trailing slash), or override each key with --cfg-options
@@ -19,8 +19,10 @@ _base_ = 'mmdet::mask_rcnn/mask-rcnn_r50_fpn_1x_coco.py'
 custom_imports = dict(imports=['resnest_backbones.openmmlab.mmdet'], allow_failed_imports=False)
 
 data_root = '{{$RESNEST_SHAPES_ROOT:data/synthetic_shapes/}}'
-metainfo = dict(classes=('circle', 'square', 'triangle'))
-max_iters = 600
+# Class colours as in the detectron2 quick start's drawings (detectron2's colormap).
+metainfo = dict(classes=('circle', 'square', 'triangle'), palette=[(0, 114, 189), (217, 83, 25), (237, 177, 32)])
+# The 5-minute budget on a quiet 2-core machine: about 4.7 min at the 0.42 s per iteration measured there.
+max_iters = 650
 image_scale = (128, 128)
 
 model = dict(
@@ -81,12 +83,16 @@ test_evaluator = val_evaluator
 train_cfg = dict(_delete_=True, type='IterBasedTrainLoop', max_iters=max_iters, val_interval=max_iters)
 # AdamW with a cosine schedule: from scratch on CPU it learns far faster than SGD at lr 0.02.
 optim_wrapper = dict(optimizer=dict(_delete_=True, type='AdamW', lr=1e-3, weight_decay=1e-4))
+# The cosine schedule and the checkpoint (saved after the last iteration) follow train_cfg.max_iters, so
+# --cfg-options train_cfg.max_iters=N train_cfg.val_interval=N changes the budget in one place.
 param_scheduler = [
     dict(type='LinearLR', start_factor=0.01, by_epoch=False, begin=0, end=50),
-    dict(type='CosineAnnealingLR', by_epoch=False, begin=0, end=max_iters, T_max=max_iters, eta_min=1e-5),
+    dict(type='CosineAnnealingLR', by_epoch=False, begin=0, eta_min=1e-5),
 ]
-default_hooks = dict(logger=dict(interval=10),
-                     checkpoint=dict(by_epoch=False, interval=max_iters, max_keep_ckpts=1))
+# Drawings of every 5th validation batch's first image: ground truth (left) beside the predictions with score >= 0.5
+# (right), in <work_dir>/<time>/vis_data/vis_image/ (mim test draws every test image there, or into --show-dir).
+default_hooks = dict(logger=dict(interval=10), checkpoint=dict(by_epoch=False, interval=-1, max_keep_ckpts=1),
+                     visualization=dict(draw=True, interval=5, score_thr=0.5))
 log_processor = dict(by_epoch=False)
 
 # CPU-friendly distributed settings (used only with --launcher pytorch): gloo instead of NCCL, and DDP without
