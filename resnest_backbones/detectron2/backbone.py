@@ -14,6 +14,7 @@ from detectron2.modeling.backbone.fpn import FPN, LastLevelMaxPool, LastLevelP6P
 from ..layers import make_norm_layer
 from ..resnest import STAGE_NAMES, ResNeSt
 from ..variants import get_variant
+from .deform import make_deformable
 
 # MODEL.RESNEST key -> ResNeSt argument, for the architecture keys that override the variant when set.
 _ARCH_KEYS = {"LAYERS": "layers", "RADIX": "radix", "CARDINALITY": "cardinality", "BASE_WIDTH": "base_width",
@@ -138,7 +139,8 @@ def _name_config_key(error: Exception) -> Exception:
 def build_resnest_backbone(cfg, input_shape: ShapeSpec) -> ResNeStBackbone:
     """``MODEL.BACKBONE.NAME: build_resnest_backbone``: the plain ResNeSt (C4 / DC5 detectors, or FPN bottom-up).
 
-    As detectron2's ResNet, the frozen part's BatchNorms become FrozenBatchNorm2d, keeping their statistics.
+    As detectron2's ResNet, the frozen part's BatchNorms become FrozenBatchNorm2d, keeping their statistics, and
+    ``MODEL.RESNETS.DEFORM_*`` make the 3x3 convolutions of the chosen stages deformable (``deform.py``).
     """
     kwargs = resnest_kwargs(cfg)
     try:
@@ -146,6 +148,9 @@ def build_resnest_backbone(cfg, input_shape: ShapeSpec) -> ResNeStBackbone:
     except (ValueError, TypeError) as error:
         raise _name_config_key(error) from None
     model.variant = cfg.MODEL.RESNEST.VARIANT
+    r = cfg.MODEL.RESNETS
+    if any(r.DEFORM_ON_PER_STAGE):
+        make_deformable(model, r.DEFORM_ON_PER_STAGE, r.DEFORM_MODULATED, r.DEFORM_NUM_GROUPS)
     return model.convert_frozen_to_frozen_bn()
 
 

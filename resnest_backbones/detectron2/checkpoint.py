@@ -8,6 +8,8 @@
   core's ``load_pretrained`` (a wrong architecture raises, listing the differences).
 - Full detectron2 checkpoints (``model_final.pth``, ``--resume``): detectron2's own loading, plus two checks
   detectron2 only logs: no backbone key at all, or a backbone key of the wrong shape, raise.
+- detectron2-ResNeSt fork detectors: their backbone keys renamed first (``fork.py``), then as above, and every
+  backbone key must match.
 
 Every file is read by the core's ``read_checkpoint``: restricted unpickling (``resnest_backbones.safe_pickle``), also
 for detectron2's ``.pkl`` (Detectron1 / Caffe2 / model-zoo numpy weights) and pycls ``.pyth`` files, which
@@ -31,6 +33,7 @@ from ..checkpoint import PRETRAINED_SCHEME, CheckpointMismatchError, NotACheckpo
     load_pretrained, read_checkpoint, resolve_pretrained
 from ..keymaps import OFFICIAL, OPENMMLAB, detect_format, to_official, unwrap
 from ..resnest import ResNeSt
+from .fork import FORK_MARKER, check_fork_backbone_loaded, fork_detector_checkpoint
 
 logger = logging.getLogger("detectron2.resnest_backbones")  # printed by detectron2's logging set-up
 _BACKBONE_ONLY = "__resnest_backbone_format__"  # marks a checkpoint holding only backbone weights (official names)
@@ -107,6 +110,9 @@ class ResNeStCheckpointer(DetectionCheckpointer):
         if fmt is not None:
             _, state = to_official(raw)
             return {"model": state, _BACKBONE_ONLY: (fmt, filename)}
+        fork = fork_detector_checkpoint(raw, filename)  # a detectron2-ResNeSt fork detector: backbone keys renamed
+        if fork is not None:
+            return fork
         if filename.endswith(".pkl"):
             return _detectron_pickle(raw)
         if filename.endswith(".pyth"):  # pycls, as detectron2 reads it
@@ -166,6 +172,8 @@ class ResNeStCheckpointer(DetectionCheckpointer):
         incompatible = super()._load_model(checkpoint)
         if backbone is not None:
             self._check_backbone_loaded(keys, incompatible, prefix, backbone)
+        if FORK_MARKER in checkpoint:
+            check_fork_backbone_loaded(incompatible, checkpoint[FORK_MARKER])
         return incompatible
 
     def _load_backbone(self, checkpoint: Dict, prefix: Optional[str], backbone: Optional[ResNeSt]):

@@ -11,6 +11,8 @@ from typing import Callable, Iterator, Optional, Sequence
 from detectron2.config import CfgNode as CN
 from detectron2.config import get_cfg
 
+from .fork import FORK_KEYS, add_fork_keys, translate_fork_config
+
 
 def add_resnest_config(cfg: CN) -> CN:
     """Add the ``MODEL.RESNEST`` keys (in place, idempotent). Returns ``cfg``."""
@@ -76,16 +78,25 @@ def explain_config_error(cfg: CN, error: Exception) -> Exception:
 def load_config(config_file: str = "", opts: Sequence[str] = (), freeze: bool = True,
                 add_configs: Sequence[Callable[[CN], object]] = ()) -> CN:
     """``get_cfg()`` + ``add_resnest_config`` (+ each of ``add_configs``) + the file + ``KEY VALUE`` overrides, with
-    errors that name the closest existing key."""
+    errors that name the closest existing key.
+
+    A config of the detectron2-ResNeSt fork (its ``MODEL.RESNETS.RADIX`` / ``DEEP_STEM`` / ``AVD`` / ``AVG_DOWN`` /
+    ``BOTTLENECK_WIDTH`` keys, in the file or the overrides) is translated into this plugin's keys, each translation
+    logged (``resnest_backbones.detectron2.fork``); the result holds only this plugin's and detectron2's keys.
+    """
     cfg = get_resnest_cfg()
     for add_config in add_configs:
         add_config(cfg)
+    add_fork_keys(cfg)
     try:
         if config_file:
             cfg.merge_from_file(config_file)
         cfg.merge_from_list(list(opts))
     except (KeyError, AssertionError) as error:
+        for key in FORK_KEYS:  # placeholders, not keys to suggest
+            cfg.MODEL.RESNETS.pop(key, None)
         raise explain_config_error(cfg, error) from None
+    translate_fork_config(cfg)
     if freeze:
         cfg.freeze()
     return cfg
