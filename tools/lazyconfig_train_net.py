@@ -22,12 +22,8 @@ try:
 except ImportError:  # a checkout without `pip install -e .`
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from detectron2.engine import default_argument_parser  # noqa: E402
-from resnest_backbones.apps.detectron2_launch import launch  # noqa: E402
+from resnest_backbones.apps.detectron2_launch import launch_tool  # noqa: E402
 from resnest_backbones.apps.detectron2_lazy_train import main  # noqa: E402
 
 if __name__ == "__main__":
-    args = default_argument_parser().parse_args()
-    print("Command Line Args:", args)
-    launch(main, args.num_gpus, num_machines=args.num_machines, machine_rank=args.machine_rank,
-           dist_url=args.dist_url, args=(args,))
+    launch_tool(main)

@@ -62,6 +62,16 @@ def launch(main_func: Callable, num_gpus_per_machine: int, num_machines: int = 1
                              timeout))
 
 
+def launch_tool(main_func: Callable, argv: Optional[Sequence[str]] = None) -> None:
+    """The ``__main__`` of ``tools/train_net.py`` and ``tools/lazyconfig_train_net.py``: detectron2's argument parser,
+    then ``launch(main_func, --num-gpus, ...)`` with the parsed arguments."""
+    from detectron2.engine import default_argument_parser
+    args = default_argument_parser().parse_args(argv)
+    print("Command Line Args:", args)
+    launch(main_func, args.num_gpus, num_machines=args.num_machines, machine_rank=args.machine_rank,
+           dist_url=args.dist_url, args=(args,))
+
+
 def _free_port() -> int:
     import socket
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
