@@ -23,6 +23,7 @@ Example:
     >>> from resnest_backbones import safe_pickle
     >>> checkpoint = safe_pickle.torch_load("work_dirs/x/iter_100.pth")  # mmengine training checkpoint
 """
+import collections
 import importlib
 import pickle
 import re
@@ -121,11 +122,39 @@ def resolve_global(module: str, name: str):
     return found
 
 
-class Unpickler(pickle.Unpickler):
-    """``pickle.Unpickler`` that resolves globals with :func:`resolve_global` only."""
+def _buildable() -> tuple:
+    """Types whose instances a file may set state on (BUILD): what checkpoints hold, and nothing process-wide."""
+    types = [collections.OrderedDict, collections.Counter, torch.Tensor]  # a state dict's OrderedDict: _metadata
+    numpy = sys.modules.get("numpy")
+    if numpy is not None:
+        types += [numpy.ndarray, numpy.dtype]
+    history_buffer = sys.modules.get(_HISTORY_BUFFER[0])
+    if history_buffer is not None:
+        types.append(history_buffer.HistoryBuffer)
+    return tuple(types)
+
+
+class Unpickler(pickle._Unpickler):
+    """Unpickler that resolves globals with :func:`resolve_global` only, and sets state (the BUILD opcode) only on
+    instances of the types checkpoints hold: BUILD on an allowed class or function would set its attributes for the
+    whole process (e.g. a function's ``__defaults__``). The pure-Python unpickler, because the C one lets only
+    ``find_class`` be replaced; checkpoints keep their tensor data outside the pickle, so its speed does not matter.
+    """
+
+    dispatch = dict(pickle._Unpickler.dispatch)
 
     def find_class(self, module: str, name: str):
         return resolve_global(module, name)
+
+    def load_build(self):
+        target = self.stack[-2]
+        if not isinstance(target, _buildable()):
+            name = getattr(target, "__qualname__", type(target).__qualname__)
+            raise ForbiddenGlobalError(getattr(target, "__module__", None) or type(target).__module__, name,
+                                       " (as the target of BUILD, which would set its attributes)")
+        super().load_build()
+
+    dispatch[pickle.BUILD[0]] = load_build
 
 
 def load(file: BinaryIO, **kwargs) -> Any:

@@ -79,6 +79,17 @@ def _history_buffer_gadget(tmp: Path) -> str:
     return str(path)
 
 
+def _build_gadget(tmp: Path) -> str:
+    """BUILD on an allowed function: would set torch._utils._rebuild_tensor_v2.__defaults__ for the whole process."""
+    path = tmp / "gadget3.pkl"
+    path.write_bytes(b"\x80\x02ctorch._utils\n_rebuild_tensor_v2\nN}X\x0c\x00\x00\x00__defaults__K\x01\x85s\x86b.")
+    return str(path)
+
+
+def _defaults_intact(tmp: Path) -> None:
+    assert torch._utils._rebuild_tensor_v2.__defaults__ == (None,)
+
+
 def _random_bytes(tmp: Path) -> str:
     path = tmp / "garbage.pth"
     path.write_bytes(np.random.default_rng(0).integers(0, 256, 4096, dtype=np.uint8).tobytes())
@@ -264,6 +275,7 @@ CASES: List[Case] = [
     Case("getattr gadget", _load(_getattr_gadget), UnsafeCheckpointError, "getattr(set, 'add')"),
     Case("HistoryBuffer getattr gadget", _load(_history_buffer_gadget), UnsafeCheckpointError,
          "getattr(HistoryBuffer, '__init__')"),
+    Case("BUILD gadget", _load(_build_gadget), UnsafeCheckpointError, "as the target of BUILD", _defaults_intact),
     Case("random bytes", _load(_random_bytes), NotACheckpointError, "is truncated or not a checkpoint"),
     Case("truncated file", _load(_truncated), NotACheckpointError, "is truncated or not a checkpoint"),
     Case("missing file", _load(lambda t: str(t / "nope.pth")), FileNotFoundError, "Checkpoint file not found"),
