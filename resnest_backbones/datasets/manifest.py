@@ -78,8 +78,13 @@ def claim(root: str, maker: str, arguments: Dict, files: List[str], overwrite: b
         return True
     if record is None or record.get("maker") != maker:
         if os.path.isdir(root) and os.listdir(root):
-            what = f"holds a dataset of {record.get('maker')}" if record else \
-                f"has no record ({MANIFEST} with a file list) of files written by {maker}"
+            if record:
+                what = f"holds a dataset of {record.get('maker')}"
+            elif os.path.isfile(os.path.join(root, MANIFEST)):
+                what = (f"its {MANIFEST} comes from a version of {maker} that did not record its files (delete that "
+                        "dataset yourself if you no longer need it)")
+            else:
+                what = f"has no record ({MANIFEST} with a file list) of files written by {maker}"
             raise FileExistsError(f"{root} is not empty and {what}: nothing in it is deleted or overwritten. Choose "
                                   f"a new or empty folder{hint}.")
         recorded: List[str] = []
