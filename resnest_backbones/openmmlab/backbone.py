@@ -85,8 +85,9 @@ class ResNeStBackbone(ResNeSt, BaseModule):
         frozen_stages (int): -1 trains everything, 0 freezes the stem, k the stem and stages 1..k (their
             parameters stop requiring grad and their norm layers stay in eval mode). Default: -1.
         norm_cfg (dict): ``dict(type='BN' | 'SyncBN' | 'GN' | 'FrozenBN', requires_grad=True, ...)``; GN needs
-            ``num_groups`` of at most 16 (the split-attention layers normalise 32 channels of a 1x1 map, which
-            32 groups would reduce to one value per group). Default: ``dict(type='BN', requires_grad=True)``.
+            ``num_groups`` (any): split attention's norm of its 1x1 attention vector becomes a one-group GroupNorm
+            with the same eps, affine and ``requires_grad`` (``layers.single_group``; several groups over a 1x1 map
+            would normalise every value to 0). Default: ``dict(type='BN', requires_grad=True)``.
         norm_eval (bool): keep BatchNorm layers in eval mode while training (statistics frozen). Default: False.
         with_cp (bool): gradient checkpointing of each block. Default: False.
         strides, dilations (Sequence[int], optional): OpenMMLab's per-stage layout; ``(1, 2, 1, 1)`` with
