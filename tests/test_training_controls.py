@@ -152,6 +152,16 @@ def test_input_sizes_not_multiple_of_32(size):
         assert out[info["name"]].shape[-2] == expected
 
 
+def test_group_norm_attention_gets_one_group_and_keeps_requires_grad():
+    # With GN everywhere, split attention's norm of its 1x1 attention vector gets one group (32 groups over a 1x1
+    # map would normalise every value to 0); a frozen stage's stays frozen, a trained stage's trains.
+    model = rb.create_model("resnest14", norm_layer="GN", frozen_stages=1).train()
+    for stage, trains in ((model.layer1, False), (model.layer3, True)):
+        attention, splits = stage[0].conv2.bn1, stage[0].conv2.bn0
+        assert isinstance(attention, nn.GroupNorm) and attention.num_groups == 1 and splits.num_groups == 32
+        assert attention.weight.requires_grad == attention.bias.requires_grad == trains == splits.weight.requires_grad
+
+
 @pytest.mark.parametrize("norm", ["BN", "GN", "FrozenBN", "SyncBN", lambda c: nn.GroupNorm(8, c)])
 def test_norm_layer_choices_build_and_run(norm):
     model = rb.create_model("resnest14", norm_layer=norm).eval()
