@@ -1,10 +1,8 @@
 """Every shipped mmdet config loads with mmengine's Config (mmdet:: bases, from the installed package location),
 builds its detector with our backbone, and predicts in test mode on CPU. Real mmdet / mmcv ops."""
-import ast
 import glob
 import os
 
-import mmdet
 import pytest
 import torch
 from mmdet.registry import MODELS  # required, never skipped
@@ -13,6 +11,7 @@ from mmdet.utils import register_all_modules
 from mmengine.config import Config
 
 import resnest_backbones
+from config_helpers import base_list, framework_config
 from resnest_backbones.variants import get_variant
 
 CONFIG_DIR = os.path.dirname(resnest_backbones.config_path(
@@ -38,18 +37,6 @@ def test_every_required_config_is_shipped():
     assert any("lvis-v1" in n and "quickstart" not in n for n in CONFIGS)
     assert {"mask-rcnn_s14_fpn_bn_quickstart_synthetic-coco.py",
             "mask-rcnn_s14_fpn_bn_quickstart_synthetic-lvis-v1.py"} <= set(CONFIGS)
-
-
-def base_list(path: str) -> list:
-    """The `_base_` list of a config file, as written."""
-    tree = ast.parse(open(path).read())
-    return next(ast.literal_eval(node.value) for node in tree.body
-                if isinstance(node, ast.Assign) and getattr(node.targets[0], "id", None) == "_base_")
-
-
-def framework_config(name: str) -> str:
-    """The file of an ``mmdet::`` config in the installed mmdet."""
-    return os.path.join(os.path.dirname(mmdet.__file__), ".mim", "configs", name.split("::", 1)[1])
 
 
 def _boxes_heads(cfg):

@@ -1,10 +1,8 @@
 """Every shipped mmseg config loads with mmengine's Config (mmseg:: bases), builds its segmentor with our backbone
 at output stride 8, and predicts in test mode on CPU. Real mmseg / mmcv ops."""
-import ast
 import glob
 import os
 
-import mmseg
 import pytest
 import torch
 from mmengine.config import Config
@@ -13,24 +11,13 @@ from mmseg.structures import SegDataSample
 from mmseg.utils import register_all_modules
 
 import resnest_backbones
+from config_helpers import base_list, framework_config
 
 CONFIG_DIR = os.path.dirname(resnest_backbones.config_path(
     "mmseg/resnest_s50-d8_deeplabv3_4xb4-160k_ade20k-512x512.py"))
 CONFIGS = sorted(os.path.basename(p) for p in glob.glob(os.path.join(CONFIG_DIR, "*.py")))
 PAPER = [name for name in CONFIGS if "quickstart" not in name]
 QUICK_STARTS = [name for name in CONFIGS if "quickstart" in name]
-
-
-def base_list(path: str) -> list:
-    """The `_base_` list of a config file, as written."""
-    tree = ast.parse(open(path).read())
-    return next(ast.literal_eval(node.value) for node in tree.body
-                if isinstance(node, ast.Assign) and getattr(node.targets[0], "id", None) == "_base_")
-
-
-def framework_config(name: str) -> str:
-    """The file of an ``mmseg::`` config in the installed mmseg."""
-    return os.path.join(os.path.dirname(mmseg.__file__), ".mim", "configs", name.split("::", 1)[1])
 
 
 def expected_backbone(name: str) -> dict:
