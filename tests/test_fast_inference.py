@@ -175,3 +175,19 @@ def test_onednn_fused_kernels_match_the_plain_path(memory_format):
     for key in reference:
         assert relative_error(fast[key], reference[key]) < 1e-5, key
         assert relative_error(plain[key].detach(), reference[key]) < 1e-5, key
+
+
+def test_old_names_are_deprecated_aliases(monkeypatch):
+    """fast_path / fuse_for_inference / FusedModuleError still work for one release, with a DeprecationWarning."""
+    import importlib
+    import sys
+
+    from resnest_backbones import fast_inference
+    monkeypatch.delitem(sys.modules, "resnest_backbones.fast_path", raising=False)
+    with pytest.warns(DeprecationWarning, match="resnest_backbones.fast_inference"):
+        fast_path = importlib.import_module("resnest_backbones.fast_path")
+    assert fast_path.to_fast_inference is to_fast_inference and fast_path.FusedModuleError is FastInferenceError
+    model = rb.create_model("resnest14", layers=[1, 1, 1, 1]).eval()
+    with pytest.warns(DeprecationWarning, match="to_fast_inference"):
+        fused = fast_inference.fuse_for_inference(model)
+    assert fused is model and model.is_fast_inference
