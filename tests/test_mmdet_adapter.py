@@ -1,5 +1,7 @@
-"""The registered OpenMMLab backbone in mmdet: exact against mmdet's own ResNeSt, init_cfg loading, training
-controls identical to mmdet's ResNet, clear errors. Real mmdet / mmengine, CPU."""
+"""The registered OpenMMLab backbone in mmdet: mmdet's defaults, exact against mmdet's own ResNeSt through
+init_cfg, published variants, training controls identical to mmdet's ResNet, clear errors. Real mmdet / mmengine,
+CPU. (Every shipped config and argument combination: test_openmmlab_dropin.py; mmdet's own unit-test checks:
+test_openmmlab_upstream_checks.py.)"""
 import pytest
 import torch
 from mmdet.models.backbones import ResNeSt as MMDetResNeSt  # required, never skipped: tools/setup_env.sh installs it
@@ -8,18 +10,20 @@ from mmdet.registry import MODELS
 from torch import nn
 
 import resnest_backbones as rb
-import resnest_backbones.mmdet  # noqa: F401  registers ResNeStBackbone
 from conftest import randomize_norms, rel_err
-from resnest_backbones.openmmlab import ResNeStBackbone
+from resnest_backbones.mmdet import ResNeStBackbone  # importing registers it
+from resnest_backbones.openmmlab import ResNeStBackbone as SharedBackbone
 
 
 def _build(**cfg):
     return MODELS.build(dict(type="ResNeStBackbone", **cfg))
 
 
-def test_registered_in_mmdet_under_its_own_name():
-    assert MODELS.get("ResNeStBackbone") is ResNeStBackbone
+def test_registered_in_mmdet_under_its_own_name_with_mmdet_defaults():
+    assert MODELS.get("ResNeStBackbone") is ResNeStBackbone and issubclass(ResNeStBackbone, SharedBackbone)
     assert MODELS.get("ResNeSt") is MMDetResNeSt  # mmdet's own is untouched
+    model = _build(depth=50, base_channels=32)
+    assert model.norm_eval is True and model.conv1[6].out_channels == 32  # mmdet: stem_channels = base_channels
 
 
 @pytest.mark.parametrize("depth,stem_channels", [(50, 64), (101, 128)])
@@ -32,7 +36,8 @@ def test_equals_mmdet_resnest_through_init_cfg(depth, stem_channels, tmp_path):
     state = {"backbone." + k: v for k, v in reference.state_dict().items()}
     state["neck.lateral_convs.0.conv.weight"] = torch.zeros(256, 256, 1, 1)
     torch.save({"meta": {"epoch": 1}, "state_dict": state}, tmp_path / "detector.pth")
-    ours = _build(depth=depth, init_cfg=dict(type="Pretrained", checkpoint=str(tmp_path / "detector.pth")))
+    ours = _build(depth=depth, stem_channels=stem_channels,
+                  init_cfg=dict(type="Pretrained", checkpoint=str(tmp_path / "detector.pth")))
     ours.init_weights()
     ours.eval()
     x = torch.randn(2, 3, 96, 80)
@@ -70,12 +75,26 @@ def test_wrong_checkpoint_is_a_clear_error(tmp_path):
 
 @pytest.mark.parametrize("bad,error,message", [
     (dict(depth=50, frozen_stage=1), TypeError, "did you mean 'frozen_stages'"),
+    (dict(depth=50, cardinality=2), TypeError, "'cardinality' \\(use groups\\)"),
+    (dict(depth=50, deep_stem=False), TypeError, "always uses the deep stem"),
+    (dict(depth=50, avg_down=True), TypeError, "remove deep_stem= / avg_down="),
     (dict(variant="resnest5O"), KeyError, "Did you mean 'resnest50'"),
-    (dict(depth=34), ValueError, "depths: \\[14, 26, 50, 101, 200, 269\\]"),
+    (dict(depth=34), KeyError, "invalid depth 34 for ResNeSt: use one of \\[14, 26, 50, 101, 152, 200, 269\\]"),
+    (dict(depth=50, variant="resnest50"), ValueError, "not both"),
     (dict(depth=50, norm_cfg=dict(type="LN")), ValueError, "use one of BN"),
-    (dict(depth=50, strides=(1, 2, 2, 2), dilations=(1, 1, 2, 2)), ValueError, "Unsupported strides"),
+    (dict(depth=50, norm_cfg=dict(type="GN")), ValueError, "needs num_groups"),
     (dict(depth=50, out_indices=(4,)), ValueError, "out_indices"),
-    (dict(), ValueError, "variant='resnest50'"),
+    (dict(depth=50, out_indices=(3,), num_stages=3, strides=(1, 2, 2), dilations=(1, 1, 1)), ValueError,
+     "below num_stages=3"),
+    (dict(depth=50, strides=(1, 2, 1, 1), dilations=(1, 1, 2, 4), output_stride=8), ValueError, "not both"),
+    (dict(depth=50, strides=(1, 2, 1)), ValueError, "need num_stages=4 entries each"),
+    (dict(depth=50, strides=(1, 2, 1, 1), dilations=(1, 1, 2, 4), multi_grid=(1, 2)), ValueError,
+     "multi_grid .* one dilation per block"),
+    (dict(depth=50, strides=(1, 0, 2, 2), dilations=(1, 1, 1, 1)), ValueError, "strides\\[1\\] must be"),
+    (dict(depth=50, stem_channels=7), ValueError, "even integer"),
+    (dict(depth=50, pretrained="a.pth", init_cfg=dict(type="Pretrained", checkpoint="b.pth")), ValueError,
+     "cannot be specified at the same time"),
+    (dict(), ValueError, "needs depth="),
 ])
 def test_bad_arguments_name_the_fix(bad, error, message):
     with pytest.raises(error, match=message):
@@ -95,7 +114,7 @@ def test_frozen_stages_and_norm_eval_match_mmdet(frozen_stages, norm_eval):
     # in the equivalence test), so the flags can be compared position by position.
     reference = MMDetResNeSt(depth=50, stem_channels=64, frozen_stages=frozen_stages, norm_eval=norm_eval)
     ours = _build(depth=50, frozen_stages=frozen_stages, norm_eval=norm_eval)
-    assert isinstance(reference, ResNetV1d)
+    assert isinstance(reference, ResNetV1d) and reference.norm_eval is norm_eval
     for mode in (True, False, True):  # train() must re-apply the freezing every time
         reference.train(mode)
         ours.train(mode)
@@ -112,43 +131,36 @@ def test_norm_cfg_requires_grad_false_and_syncbn():
     assert any(p.requires_grad for p in ours.parameters())  # convolutions still train
     sync = _build(depth=50, norm_cfg=dict(type="SyncBN", requires_grad=True))
     assert any(isinstance(m, nn.SyncBatchNorm) for m in sync.modules())
-    gn = _build(depth=50, norm_cfg=dict(type="GN", num_groups=16)).eval()
+    gn = _build(depth=50, norm_cfg=dict(type="GN", num_groups=32)).eval()
     assert not any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in gn.modules())
-    assert [tuple(f.shape) for f in gn(torch.randn(1, 3, 64, 64))][-1] == (1, 2048, 2, 2)
+    assert [tuple(f.shape) for f in gn(torch.randn(2, 3, 64, 64))][-1] == (2, 2048, 2, 2)
+    # mmdet normalises the 32-channel attention vector with 32 groups too: one value per group, which carries no
+    # signal, and which torch refuses for a single image even in eval mode, for mmdet's ResNeSt as for ours.
+    assert gn.layer1[0].conv2.bn1.num_groups == 32
+    theirs = MMDetResNeSt(depth=50, norm_cfg=dict(type="GN", num_groups=32))
+    theirs.eval()
+    for model in (theirs, gn):
+        with pytest.raises(ValueError, match="more than 1 value per channel"):
+            model(torch.randn(1, 3, 64, 64))
+    # attention_norm_cfg is the documented way out: one group (the core's own default for GN).
+    one = _build(depth=50, norm_cfg=dict(type="GN", num_groups=32, requires_grad=False),
+                 attention_norm_cfg=dict(type="GN", num_groups=1, requires_grad=False)).eval()
+    attention = one.layer1[0].conv2.bn1
+    assert attention.num_groups == 1 and not attention.weight.requires_grad
+    assert one.layer1[0].conv2.bn0.num_groups == 32
+    assert [tuple(f.shape) for f in one(torch.randn(1, 3, 64, 64))][-1] == (1, 2048, 2, 2)
 
 
-def test_with_cp_gives_same_gradients():
-    torch.manual_seed(0)
-    plain = _build(variant="resnest14", norm_eval=True).train()
-    checkpointed = _build(variant="resnest14", norm_eval=True, with_cp=True).train()
-    checkpointed.load_state_dict(plain.state_dict())
-    x = torch.randn(2, 3, 64, 64)
-    calls = []
-    for model in (plain, checkpointed):
-        count = []
-        model.layer2[0].conv1.register_forward_hook(lambda *_: count.append(1))
-        sum(f.sum() for f in model(x)).backward()
-        calls.append(len(count))
-    for (name, a), (_, b) in zip(plain.named_parameters(), checkpointed.named_parameters()):
-        assert rel_err(a.grad, b.grad) <= 1e-5, name
-    # Equal gradients alone would also hold if with_cp were ignored: checkpointing re-runs the block's first layer in
-    # backward (the recompute stops early, so not the whole block).
-    assert calls == [1, 2]
-
-
-def test_mmengine_checkpoint_with_history_buffers_loads_weights_only(tmp_path):
-    # What `mim test` / resume read: a checkpoint holding mmengine's message hub (HistoryBuffer logs, numpy eta).
-    import numpy as np
-    from mmengine.logging import MessageHub
-    hub = MessageHub.get_instance("resnest_test_hub")
-    for value in (1.0, 0.5, 0.25):
-        hub.update_scalar("train/loss", value)
-    hub.update_info("eta", np.float64(12.5))
-    path = tmp_path / "iter_3.pth"
-    torch.save({"meta": {"iter": 3}, "state_dict": {"w": torch.ones(1)}, "message_hub": hub.state_dict()}, path)
-    loaded = torch.load(path, map_location="cpu", weights_only=True)
-    assert loaded["message_hub"]["log_scalars"]["train/loss"].mean() == pytest.approx(0.5833333)
-    assert loaded["message_hub"]["runtime_info"]["eta"] == 12.5
+@pytest.mark.parametrize("variant", ["resnest50", "resnest101", "resnest50_fast_2s2x40d"])
+def test_published_variants_by_name(variant):
+    # variant= builds the published model (its stem width, radix, groups, avd_first), not the depth's defaults.
+    ours = _build(variant=variant)
+    reference = rb.create_model(variant)
+    assert list(ours.state_dict()) == list(reference.state_dict())
+    assert all(a.shape == b.shape for a, b in zip(ours.state_dict().values(), reference.state_dict().values()))
+    assert ours.layer2[0].avd_first == reference.layer2[0].avd_first
+    # Explicit OpenMMLab arguments override the variant's values.
+    assert _build(variant=variant, stem_channels=32).conv1[6].out_channels == 32
 
 
 def test_fast_inference_matches_and_follows_the_weights():

@@ -1,5 +1,6 @@
-"""The registered OpenMMLab backbone in mmseg: exact against mmseg's own ResNeSt in the -d8 layout, registration,
-and the synthetic ADE20K / Cityscapes layouts read by mmseg's own dataset classes. Real mmseg, CPU."""
+"""The registered OpenMMLab backbone in mmseg: mmseg's defaults, exact against mmseg's own ResNeSt in the -d8 layout
+(a backbone dict with mmseg's strides/dilations and no dilated_layout builds mmseg's network), the official layout
+on request, and the synthetic ADE20K / Cityscapes layouts read by mmseg's own dataset classes. Real mmseg, CPU."""
 import numpy as np
 import pytest
 import torch
@@ -8,17 +9,18 @@ from mmseg.datasets import ADE20KDataset, CityscapesDataset  # required, never s
 from mmseg.models.backbones import ResNeSt as MMSegResNeSt
 from mmseg.registry import MODELS
 
-import resnest_backbones.mmseg  # noqa: F401  registers ResNeStBackbone
 from conftest import randomize_norms, rel_err
 from resnest_backbones.datasets.synthetic_semantic import make_ade20k_layout, make_cityscapes_layout
-from resnest_backbones.openmmlab import ResNeStBackbone
+from resnest_backbones.mmseg import ResNeStBackbone  # importing registers it
 
 D8 = dict(strides=(1, 2, 1, 1), dilations=(1, 1, 2, 4))
 
 
-def test_registered_in_mmseg_under_its_own_name():
+def test_registered_in_mmseg_under_its_own_name_with_mmseg_defaults():
     assert MODELS.get("ResNeStBackbone") is ResNeStBackbone
     assert MODELS.get("ResNeSt") is MMSegResNeSt
+    model = MODELS.build(dict(type="ResNeStBackbone", depth=50, base_channels=32))
+    assert model.norm_eval is False and model.conv1[6].out_channels == 64  # mmseg: stem_channels=64 fixed
 
 
 @pytest.mark.parametrize("depth,stem_channels", [(50, 64), (101, 128)])
@@ -29,7 +31,8 @@ def test_equals_mmseg_resnest_d8(depth, stem_channels, tmp_path):
     reference.eval()
     torch.save({"state_dict": {"backbone." + k: v for k, v in reference.state_dict().items()}},
                tmp_path / "segmentor.pth")
-    ours = MODELS.build(dict(type="ResNeStBackbone", depth=depth, dilated_layout="mmseg", contract_dilation=True,
+    # mmseg's own dict with only type changed: no dilated_layout needed.
+    ours = MODELS.build(dict(type="ResNeStBackbone", depth=depth, stem_channels=stem_channels, contract_dilation=True,
                              init_cfg=dict(type="Pretrained", checkpoint=str(tmp_path / "segmentor.pth"),
                                            prefix="backbone."), **D8))
     ours.init_weights()
@@ -41,19 +44,25 @@ def test_equals_mmseg_resnest_d8(depth, stem_channels, tmp_path):
     for a, b in zip(expected, got):
         assert rel_err(a, b) <= 1e-5
     # The official layout (the paper's models) is a different function in the dilated stages' first blocks.
-    official = MODELS.build(dict(type="ResNeStBackbone", depth=depth, **D8))
+    official = MODELS.build(dict(type="ResNeStBackbone", depth=depth, stem_channels=stem_channels,
+                                 dilated_layout="official", **D8))
+    assert official.layer3[0].conv2.conv.dilation == (1, 1) and official.layer3[0].avd_layer is not None
     official.load_state_dict(ours.state_dict())
     with torch.no_grad():
         assert rel_err(expected[3], official.eval()(x)[3]) > 1e-3
 
 
-def test_output_stride_arguments_agree():
-    with pytest.raises(ValueError, match="contradicts"):
+def test_output_stride_is_the_official_layout():
+    with pytest.raises(ValueError, match="not both"):
         MODELS.build(dict(type="ResNeStBackbone", depth=50, output_stride=16, **D8))
-    with pytest.raises(ValueError, match="contract_dilation=False is not supported"):
-        MODELS.build(dict(type="ResNeStBackbone", depth=50, contract_dilation=False, **D8))
     model = MODELS.build(dict(type="ResNeStBackbone", variant="resnest14", output_stride=16)).eval()
     assert [f["stride"] for f in model.feature_info] == [4, 8, 16, 16]
+    # output_stride= means the official layout: contracted first dilation and the stride-1 avd pool there.
+    assert model.layer4[0].conv2.conv.dilation == (1, 1) and model.layer4[0].avd_layer is not None
+    # mmseg's default contract_dilation=False: every block of a dilated stage uses the stage's dilation.
+    plain = MODELS.build(dict(type="ResNeStBackbone", variant="resnest14", strides=(1, 2, 2, 1),
+                              dilations=(1, 1, 1, 2)))
+    assert plain.layer4[0].conv2.conv.dilation == (2, 2) and plain.layer4[0].avd_layer is None
 
 
 def _read(dataset):

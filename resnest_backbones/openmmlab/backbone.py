@@ -1,148 +1,126 @@
-"""ResNeSt as an OpenMMLab backbone: one class shared by MMDetection and MMSegmentation (imports mmengine only).
+"""ResNeSt as an OpenMMLab backbone: a drop-in for mmdet's and mmseg's own ``ResNeSt`` (imports mmengine only).
 
-``resnest_backbones.mmdet`` and ``resnest_backbones.mmseg`` register :class:`ResNeStBackbone` in their framework's
-``MODELS`` registry. Both frameworks already register a ``ResNeSt`` of their own, hence the distinct name.
+``resnest_backbones.mmdet`` / ``resnest_backbones.mmseg`` register it in their framework's ``MODELS`` as
+``ResNeStBackbone`` (the frameworks already register a ``ResNeSt``), with that framework's defaults. A backbone
+dict of their ``ResNeSt`` with only ``type`` changed builds the same network: the same parameters and, given the
+same weights (their checkpoints load through ``keymaps``), the same outputs.
 
 The class *is* the core ``ResNeSt`` (subclass), so its state-dict keys are the official/timm names and a detector
-checkpoint stores them under ``backbone.``; this module only translates OpenMMLab-style arguments.
+checkpoint stores them under ``backbone.``; ``arguments.py`` translates the OpenMMLab arguments.
 """
 import copy
-import difflib
-from typing import Callable, Dict, Optional, Sequence, Tuple
+import warnings
+from typing import Dict, Optional, Sequence, Tuple
 
 import torch
-from mmengine.logging import print_log
 from mmengine.model import BaseModule
 from mmengine.model.weight_init import initialize
-from torch import nn
 
-from ..checkpoint import load_pretrained, load_state
-from ..keymaps import unwrap
-from ..layers import make_norm_layer
-from ..resnest import STAGE_NAMES, ResNeSt
-from ..variants import VARIANTS, get_variant
+from ..resnest import ResNeSt
+from .arguments import (MMDET, PROJECT_ARGUMENTS, FrameworkDefaults, OpenMMLabArgumentError, check_argument_names,
+                        core_kwargs, describe)
+from .weights import load_init_cfg
 
-DEPTHS = {14: "resnest14", 26: "resnest26", 50: "resnest50", 101: "resnest101", 200: "resnest200",
-          269: "resnest269"}
-# OpenMMLab's (strides, dilations) of the four stages -> the core's output_stride.
-STRIDE_LAYOUTS = {
-    ((1, 2, 2, 2), (1, 1, 1, 1)): 32,
-    ((1, 2, 2, 1), (1, 1, 1, 2)): 16,
-    ((1, 2, 1, 1), (1, 1, 2, 4)): 8,  # the "-d8" layout of the segmentation configs
-}
-# mmcv's norm types -> the core's NORM_LAYERS names (FrozenBN is this package's addition).
-MMCV_NORMS = {"BN": "BN", "BN2d": "BN", "SyncBN": "SyncBN", "GN": "GN", "FrozenBN": "FrozenBN"}
-# Architecture arguments that override the variant's published hyper-parameters when given.
-ARCH_OVERRIDES = ("radix", "cardinality", "base_width", "stem_width", "deep_stem", "avg_down", "avd", "avd_first",
-                  "reduction_factor", "drop_block_prob", "last_gamma", "in_channels")
-
-
-def norm_factory(norm_cfg: Optional[Dict]) -> Callable[[int], nn.Module]:
-    """An OpenMMLab ``norm_cfg`` (``type`` BN / SyncBN / GN / FrozenBN, ``requires_grad``, ``eps``, ``momentum``,
-    ``num_groups``) as the core's ``f(num_channels) -> nn.Module`` (``layers.make_norm_layer``)."""
-    cfg = dict(type="BN") if norm_cfg is None else dict(norm_cfg)
-    norm_type = cfg.pop("type", None)
-    if not isinstance(norm_type, str) or norm_type not in MMCV_NORMS:
-        raise ValueError(f"norm_cfg type {norm_type!r} is not supported by ResNeStBackbone; use one of "
-                         f"{', '.join(MMCV_NORMS)}, e.g. norm_cfg=dict(type='SyncBN', requires_grad=True)")
-    if norm_type == "GN" and "num_groups" not in cfg:
-        raise ValueError("norm_cfg=dict(type='GN') needs num_groups, e.g. dict(type='GN', num_groups=32)")
-    return make_norm_layer(MMCV_NORMS[norm_type], requires_grad=cfg.pop("requires_grad", True), **cfg)
-
-
-def output_stride_of(strides: Sequence[int], dilations: Sequence[int]) -> int:
-    """Core ``output_stride`` for OpenMMLab ``strides`` / ``dilations``; raises for layouts the core lacks."""
-    key = (tuple(strides), tuple(dilations))
-    if key not in STRIDE_LAYOUTS:
-        known = "; ".join(f"strides={s}, dilations={d}" for s, d in STRIDE_LAYOUTS)
-        raise ValueError(f"Unsupported strides={key[0]}, dilations={key[1]}: ResNeSt supports {known} "
-                         "(or pass output_stride=32/16/8)")
-    return STRIDE_LAYOUTS[key]
-
-
-def _variant_name(variant: Optional[str], depth: Optional[int]) -> str:
-    if depth is not None and depth not in DEPTHS:
-        raise ValueError(f"No ResNeSt of depth {depth}; depths: {sorted(DEPTHS)} (or pass variant=, one of "
-                         f"{', '.join(VARIANTS)})")
-    if variant is None and depth is None:
-        raise ValueError("ResNeStBackbone needs variant='resnest50' (any of resnest_backbones.list_models()) or "
-                         f"depth= (one of {sorted(DEPTHS)})")
-    if variant is not None and depth is not None and DEPTHS[depth] != variant:
-        raise ValueError(f"variant={variant!r} and depth={depth} disagree; give only one of them")
-    name = variant or DEPTHS[depth]
-    get_variant(name)  # raises KeyError with close matches for a typo
-    return name
+OPENMMLAB_ARGUMENTS = (
+    "depth", "in_channels", "stem_channels", "base_channels", "num_stages", "strides", "dilations", "out_indices",
+    "style", "frozen_stages", "conv_cfg", "norm_cfg", "norm_eval", "dcn", "stage_with_dcn", "plugins", "with_cp",
+    "zero_init_residual", "pretrained", "init_cfg", "groups", "base_width", "radix", "reduction_factor",
+    "avg_down_stride", "contract_dilation", "multi_grid")
 
 
 class ResNeStBackbone(ResNeSt, BaseModule):
-    """ResNeSt backbone for MMDetection / MMSegmentation (registered as ``ResNeStBackbone``).
+    """ResNeSt backbone for MMDetection / MMSegmentation, registered as ``ResNeStBackbone``.
+
+    Takes every argument of mmdet 3.3's and mmseg 1.2's ``ResNeSt`` with their meaning, so their configs work with
+    only ``type`` changed; the defaults are the registry's framework's (``norm_eval``: mmdet True, mmseg False;
+    ``stem_channels``: mmdet ``base_channels``, mmseg 64). ``depth`` is keyword-only in practice, as theirs.
 
     Args:
-        variant (str, optional): published variant, e.g. ``'resnest50'``, ``'resnest50_fast_2s2x40d'``
-            (``resnest_backbones.list_models()``). Give this or ``depth``.
-        depth (int, optional): 14, 26, 50, 101, 200 or 269; shorthand for ``variant='resnest<depth>'``.
-        out_indices (Sequence[int]): stages to output (0 = res2, stride 4 ... 3 = res5). Default: (0, 1, 2, 3).
-        frozen_stages (int): -1 trains everything, 0 freezes the stem, k the stem and stages 1..k (their
-            parameters stop requiring grad and their norm layers stay in eval mode). Default: -1.
+        depth (int): 50, 101, 152 or 200 (also the published 14, 26, 269). Give this or ``variant``.
+        in_channels (int): input channels. Default: 3.
+        stem_channels (int, optional): deep stem widths ``stem_channels // 2, // 2, stem_channels`` (even).
+            Default: mmdet ``base_channels``, mmseg 64 (or the variant's).
+        base_channels (int): stage i has ``base_channels * 2**i`` planes (outputs 4x that). Default: 64.
+        num_stages (int): stages built, 1-4 (all of them, whatever ``out_indices`` is, as theirs). Default: 4.
+        strides, dilations (Sequence[int]): one per stage. Default: (1, 2, 2, 2), (1, 1, 1, 1).
+        out_indices (Sequence[int]): stages returned, shallowest first. Default: (0, 1, 2, 3).
+        style (str): ``'pytorch'`` only (``'caffe'`` is refused). frozen_stages (int): -1 none, 0 the stem, k the
+            stem and stages 1..k (parameters frozen, norms in eval). Default: -1.
+        conv_cfg (dict, optional): None or ``dict(type='Conv2d')`` only.
         norm_cfg (dict): ``dict(type='BN' | 'SyncBN' | 'GN' | 'FrozenBN', requires_grad=True, ...)``; GN needs
-            ``num_groups`` (any): split attention's norm of its 1x1 attention vector becomes a one-group GroupNorm
-            with the same eps, affine and ``requires_grad`` (``layers.single_group``; several groups over a 1x1 map
-            would normalise every value to 0). Default: ``dict(type='BN', requires_grad=True)``.
-        norm_eval (bool): keep BatchNorm layers in eval mode while training (statistics frozen). Default: False.
-        with_cp (bool): gradient checkpointing of each block. Default: False.
-        strides, dilations (Sequence[int], optional): OpenMMLab's per-stage layout; ``(1, 2, 1, 1)`` with
-            ``(1, 1, 2, 4)`` is the "-d8" segmentation layout (output stride 8), ``(1, 2, 2, 1)`` with
-            ``(1, 1, 1, 2)`` output stride 16. Alternative to ``output_stride``.
-        output_stride (int, optional): 32, 16 or 8. Default: 32.
-        dilated_layout (str): first block of a dilated stage: ``'official'`` (official code, the paper's
-            segmentation models) or ``'mmseg'`` (mmseg's ``ResNeSt`` with ``contract_dilation=True``; use it to
-            load mmseg-trained ResNeSt segmentors), or ``'timm'``. Default: ``'official'``.
-        contract_dilation (bool): must be True (every layout contracts the first dilated block's dilation, as
-            mmseg's ``contract_dilation=True``); accepted so mmseg-style configs read naturally.
-        fast_inference (bool): in eval mode, run a copy with BatchNorm folded into the convolutions
-            (``resnest_backbones.fast_inference.to_fast_inference``; same outputs up to float rounding). The copy is
-            made at the first eval forward and dropped by ``train()`` or ``load_state_dict``. Default: False.
+            ``num_groups``. The split-attention norm uses it too, as mmdet, unless ``attention_norm_cfg`` is given.
+        norm_eval (bool, optional): BatchNorms stay in eval mode in training. Default: mmdet True, mmseg False.
+        dcn, plugins: must be None (not supported; refused). stage_with_dcn: ignored without dcn, as theirs.
+        with_cp (bool): gradient checkpointing per block. Default: False.
+        zero_init_residual (bool): accepted; no effect, as in their ResNeSt (its zero-init only applies to
+            ResNet's own blocks). Use ``last_gamma=True`` to zero-init each block's last norm.
+        pretrained (str, optional): deprecated, as theirs: becomes ``init_cfg=dict(type='Pretrained', ...)``.
         init_cfg (dict or list[dict], optional): ``dict(type='Pretrained', checkpoint=...)`` with a path, URL,
-            ``'resnest://resnest50'`` (published ImageNet weights, downloaded once) or any OpenMMLab /
-            official / timm / detectron2-export checkpoint of the same variant; ``prefix='backbone.'`` picks a
-            sub-state. Loaded strictly by ``resnest_backbones.load_pretrained``.
-        **arch: overrides of the variant's hyper-parameters: ``radix``, ``cardinality``, ``base_width``,
-            ``stem_width``, ``deep_stem``, ``avg_down``, ``avd``, ``avd_first``, ``reduction_factor``,
-            ``drop_block_prob``, ``last_gamma``, ``in_channels``.
+            ``'open-mmlab://resnest50'`` (resolved and cached as mmengine does), ``'resnest://resnest50'`` (the
+            official ImageNet weights) in any layout of ``keymaps``; ``prefix='backbone.'`` picks a sub-state.
+            Loaded strictly (a mismatch raises, listing the keys). Other types go through mmengine.
+        groups (int): cardinality. base_width (int): width per group at the first stage, ignored when
+            ``groups == 1`` (as theirs). radix (int), reduction_factor (int): split attention. Defaults: 1, 4, 2, 4.
+        avg_down_stride (bool): stride with a 3x3 average pool after the split-attention conv. Default: True.
+        contract_dilation (bool, optional): the first block of a stage with dilation d > 1 uses ``d // 2``
+            (mmseg). Default: False (theirs), True with ``dilated_layout`` or ``output_stride``.
+        multi_grid (Sequence[int], optional): absolute dilations of the last stage's blocks (mmseg).
+        variant (str, optional): a published model (``resnest_backbones.list_models()``), e.g.
+            ``'resnest50_fast_2s2x40d'``; sets the defaults of the architecture arguments above.
+        output_stride (int, optional): 8, 16 or 32 instead of strides/dilations, with the official dilated layout.
+        dilated_layout (str, optional): first block of a dilated stage: ``'official'`` (official code, the paper's
+            segmentation models), ``'mmseg'`` (mmdet's / mmseg's ResNeSt) or ``'timm'``. Default: ``'mmseg'`` with
+            strides/dilations, ``'official'`` with ``output_stride``.
+        attention_norm_cfg (dict, optional): norm of the split-attention vector; e.g. with
+            ``norm_cfg=dict(type='GN', num_groups=32)``, ``dict(type='GN', num_groups=1)`` keeps the attention
+            informative (32 groups over its 32-channel 1x1 map leave one value per group: no signal).
+        avd_first (bool), drop_block_prob (float), last_gamma (bool): the core's options (pool before the
+            split-attention conv; DropBlock in stages 3-4; zero-init each block's last norm).
+        fast_inference (bool): in eval mode, run a copy with BatchNorm folded into the convolutions
+            (``resnest_backbones.fast_inference``); made at the first eval forward, dropped by ``train()`` and
+            ``load_state_dict``. Default: False.
 
     Example:
         >>> import torch
-        >>> from resnest_backbones.openmmlab import ResNeStBackbone
-        >>> model = ResNeStBackbone(variant='resnest50', out_indices=(1, 3)).eval()
+        >>> from resnest_backbones.mmdet import ResNeStBackbone
+        >>> model = ResNeStBackbone(depth=50, out_indices=(1, 3)).eval()
         >>> [tuple(f.shape) for f in model(torch.rand(1, 3, 64, 64))]
         [(1, 512, 8, 8), (1, 2048, 2, 2)]
     """
 
-    def __init__(self, variant: Optional[str] = None, depth: Optional[int] = None,
-                 out_indices: Sequence[int] = (0, 1, 2, 3), frozen_stages: int = -1,
-                 norm_cfg: Optional[Dict] = dict(type="BN", requires_grad=True), norm_eval: bool = False,
-                 with_cp: bool = False, strides: Optional[Sequence[int]] = None,
-                 dilations: Optional[Sequence[int]] = None, output_stride: Optional[int] = None,
-                 dilated_layout: str = "official", contract_dilation: bool = True, fast_inference: bool = False,
-                 init_cfg=None, **arch):
-        self._check_arch_names(arch)
-        name = _variant_name(variant, depth)
-        out_indices = tuple(out_indices)
-        if not out_indices or any(i not in range(4) for i in out_indices):
-            raise ValueError(f"out_indices {out_indices} must be a non-empty subset of (0, 1, 2, 3)")
-        if not contract_dilation:
-            raise ValueError("contract_dilation=False is not supported: ResNeSt's dilated stages contract the first "
-                             "block's dilation (mmseg's contract_dilation=True); choose dilated_layout instead")
-        kwargs = get_variant(name).kwargs()
-        kwargs.update(arch)
-        kwargs.update(output_stride=self._output_stride(strides, dilations, output_stride),
-                      dilated_layout=dilated_layout, norm_layer=norm_factory(norm_cfg), norm_eval=norm_eval,
-                      with_cp=with_cp, frozen_stages=frozen_stages,
-                      out_features=[STAGE_NAMES[i] for i in out_indices])
-        super().__init__(**kwargs)  # ResNeSt builds the network; BaseModule.__init__ runs with init_cfg=None
-        self.init_cfg = copy.deepcopy(init_cfg)
-        self.variant = name
-        self.out_indices = out_indices
+    framework_defaults: FrameworkDefaults = MMDET
+
+    def __init__(self, depth: Optional[int] = None, in_channels: int = 3, stem_channels: Optional[int] = None,
+                 base_channels: int = 64, num_stages: int = 4, strides: Optional[Sequence[int]] = None,
+                 dilations: Optional[Sequence[int]] = None, out_indices: Sequence[int] = (0, 1, 2, 3),
+                 style: str = "pytorch", frozen_stages: int = -1, conv_cfg: Optional[Dict] = None,
+                 norm_cfg: Optional[Dict] = dict(type="BN", requires_grad=True), norm_eval: Optional[bool] = None,
+                 dcn: Optional[Dict] = None, stage_with_dcn: Sequence[bool] = (False, False, False, False),
+                 plugins: Optional[list] = None, with_cp: bool = False, zero_init_residual: bool = True,
+                 pretrained: Optional[str] = None, init_cfg=None, groups: Optional[int] = None,
+                 base_width: Optional[int] = None, radix: Optional[int] = None,
+                 reduction_factor: Optional[int] = None, avg_down_stride: bool = True,
+                 contract_dilation: Optional[bool] = None, multi_grid: Optional[Sequence[int]] = None,
+                 variant: Optional[str] = None, output_stride: Optional[int] = None,
+                 dilated_layout: Optional[str] = None, attention_norm_cfg: Optional[Dict] = None,
+                 avd_first: Optional[bool] = None, drop_block_prob: float = 0.0, last_gamma: bool = False,
+                 fast_inference: bool = False, **unknown):
+        check_argument_names(unknown, OPENMMLAB_ARGUMENTS + PROJECT_ARGUMENTS)
+        init_cfg = self._init_cfg_from(pretrained, init_cfg)
+        super().__init__(**core_kwargs(
+            self.framework_defaults, depth=depth, in_channels=in_channels, stem_channels=stem_channels,
+            base_channels=base_channels, num_stages=num_stages, strides=strides, dilations=dilations,
+            out_indices=out_indices, style=style, frozen_stages=frozen_stages, conv_cfg=conv_cfg, norm_cfg=norm_cfg,
+            norm_eval=norm_eval, dcn=dcn, plugins=plugins, with_cp=with_cp, groups=groups, base_width=base_width,
+            radix=radix, reduction_factor=reduction_factor, avg_down_stride=avg_down_stride,
+            contract_dilation=contract_dilation, multi_grid=multi_grid, variant=variant, output_stride=output_stride,
+            dilated_layout=dilated_layout, attention_norm_cfg=attention_norm_cfg, avd_first=avd_first,
+            drop_block_prob=drop_block_prob, last_gamma=last_gamma))  # BaseModule.__init__ runs with init_cfg=None
+        self.init_cfg = init_cfg
+        self.variant = variant
+        self.depth = depth
+        self.out_indices = tuple(out_indices)
+        self.zero_init_residual = zero_init_residual
         self.fast_inference = fast_inference
         self._drop_fused()
         if fast_inference:
@@ -150,29 +128,17 @@ class ResNeStBackbone(ResNeSt, BaseModule):
         self.register_load_state_dict_post_hook(_drop_fused_after_load)
 
     @staticmethod
-    def _check_arch_names(arch: Dict):
-        unknown = [key for key in arch if key not in ARCH_OVERRIDES]
-        if unknown:
-            valid = sorted(ARCH_OVERRIDES + ("variant", "depth", "out_indices", "frozen_stages", "norm_cfg",
-                                             "norm_eval", "with_cp", "strides", "dilations", "output_stride",
-                                             "dilated_layout", "contract_dilation", "fast_inference", "init_cfg"))
-            hints = [f"{key!r} (did you mean {difflib.get_close_matches(key, valid, 1)[0]!r}?)"
-                     if difflib.get_close_matches(key, valid, 1) else repr(key) for key in unknown]
-            raise TypeError(f"ResNeStBackbone got unknown argument(s) {', '.join(hints)}. Valid arguments: "
-                            f"{', '.join(valid)}")
-
-    @staticmethod
-    def _output_stride(strides, dilations, output_stride) -> int:
-        if strides is None and dilations is None:
-            return 32 if output_stride is None else output_stride
-        if strides is None or dilations is None:
-            raise ValueError("Give strides and dilations together, e.g. strides=(1, 2, 1, 1), "
-                             "dilations=(1, 1, 2, 4)")
-        derived = output_stride_of(strides, dilations)
-        if output_stride is not None and output_stride != derived:
-            raise ValueError(f"output_stride={output_stride} contradicts strides={tuple(strides)}, "
-                             f"dilations={tuple(dilations)} (output stride {derived}); give only one")
-        return derived
+    def _init_cfg_from(pretrained, init_cfg):
+        """mmdet's / mmseg's handling of the deprecated ``pretrained`` (mmseg's segmentors pass it)."""
+        if init_cfg and pretrained:
+            raise OpenMMLabArgumentError("init_cfg and pretrained cannot be specified at the same time; use "
+                                         f"init_cfg=dict(type='Pretrained', checkpoint={pretrained!r})")
+        if isinstance(pretrained, str):
+            warnings.warn('DeprecationWarning: pretrained is deprecated, please use "init_cfg" instead')
+            return dict(type="Pretrained", checkpoint=pretrained)
+        if pretrained is not None:
+            raise TypeError(f"pretrained must be a str or None, got {type(pretrained).__name__}")
+        return copy.deepcopy(init_cfg)
 
     def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, ...]:
         """Tuple of the ``out_indices`` stage features, shallowest first."""
@@ -197,13 +163,15 @@ class ResNeStBackbone(ResNeSt, BaseModule):
         return super()._apply(fn, *args, **kwargs)
 
     def train(self, mode: bool = True) -> "ResNeStBackbone":
+        """As theirs (frozen stages and ``norm_eval`` re-applied), but returns self like ``nn.Module.train``."""
         if mode:
             self._drop_fused()  # training changes the weights the fused copy was folded from
         return super().train(mode)
 
     def init_weights(self):
-        """Load ``init_cfg=dict(type='Pretrained', ...)`` through the core's strict loader; other init_cfg types
-        go through mmengine. Without init_cfg the core's own initialisation (done at construction) stays."""
+        """``init_cfg=dict(type='Pretrained', ...)`` (or ``pretrained=``) through the core's strict loader; other
+        init_cfg types through mmengine. Without init_cfg the core's initialisation (at construction) stays:
+        Kaiming fan-out normal convolutions and unit norms, as mmdet's default init."""
         cfgs = self.init_cfg if isinstance(self.init_cfg, list) else [self.init_cfg] if self.init_cfg else []
         pretrained = [cfg for cfg in cfgs if cfg.get("type") == "Pretrained"]
         others = [cfg for cfg in cfgs if cfg.get("type") != "Pretrained"]
@@ -212,30 +180,10 @@ class ResNeStBackbone(ResNeSt, BaseModule):
         if others:
             initialize(self, others)
         if pretrained:
-            self._load(pretrained[0])
+            load_init_cfg(self, pretrained[0], describe(self.depth, self.variant))
         self._is_init = True
-
-    def _load(self, cfg: Dict):
-        unknown = set(cfg) - {"type", "checkpoint", "prefix", "map_location"}
-        if unknown or "checkpoint" not in cfg:
-            raise ValueError(f"init_cfg {cfg} must be dict(type='Pretrained', checkpoint=<path, URL or "
-                             "'resnest://resnest50'>, prefix=<optional, e.g. 'backbone.'>)")
-        source = cfg["checkpoint"]
-        if cfg.get("prefix"):
-            source = _sub_state(load_state(source), cfg["prefix"], source)
-        report = load_pretrained(self, source)
-        print_log(f"ResNeStBackbone({self.variant}): loaded {len(report.loaded)} tensors from {report.source} "
-                  f"({report.format} layout); skipped {len(report.skipped)} not built here (classifier, unused "
-                  "stages)", logger="current")
 
 
 def _drop_fused_after_load(module: ResNeStBackbone, incompatible_keys) -> None:
     module._drop_fused()  # the fused copy was folded from the weights just replaced
 
-
-def _sub_state(checkpoint, prefix: str, source) -> Dict[str, torch.Tensor]:
-    state = unwrap(checkpoint)  # the core's unwrapping: state_dict / model wrappers, DataParallel prefix
-    sub = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
-    if not sub:
-        raise ValueError(f"No key of {source} starts with prefix {prefix!r}; first keys: {list(state)[:5]}")
-    return sub

@@ -1,17 +1,22 @@
 """MMSegmentation adapter: ``import resnest_backbones.mmseg`` registers ``ResNeStBackbone`` in mmseg's ``MODELS``.
 
 Configs import it with ``custom_imports = dict(imports=['resnest_backbones.mmseg'], allow_failed_imports=False)``.
-Importing also applies the narrow stack fixes mmseg runs need here: mmengine checkpoints readable with
-weights-only ``torch.load`` and CPU-only ``--launcher pytorch`` runs.
+Importing registers and changes nothing else; runs that need a stack fix opt in from their config
+(``resnest_backbones.openmmlab.runner``; docs/openmmlab.md).
 """
 from mmseg.registry import MODELS
 
-from .backbone import ResNeStBackbone
-from .stack_fixes import allow_cpu_distributed, allow_mmengine_checkpoints
+from .arguments import MMSEG
+from .backbone import ResNeStBackbone as _ResNeStBackbone
+from .registration import register
+
+
+class ResNeStBackbone(_ResNeStBackbone):
+    """``resnest_backbones.openmmlab.ResNeStBackbone`` with mmseg's defaults (norm_eval=False, stem_channels=64)."""
+
+    framework_defaults = MMSEG
+
 
 __all__ = ["ResNeStBackbone"]
 
-if MODELS.get("ResNeStBackbone") is not ResNeStBackbone:  # idempotent under importlib.reload
-    MODELS.register_module(name="ResNeStBackbone", module=ResNeStBackbone)
-allow_mmengine_checkpoints()
-allow_cpu_distributed()
+register(MODELS, ResNeStBackbone)
