@@ -23,8 +23,9 @@ def run(command: Sequence[str], env: Dict[str, str], timeout: int = 600) -> Tupl
 
 
 def mim(action: str, framework: str, config: str, work_dir: str, options: List[str], env: Dict[str, str],
-        checkpoint: str = None) -> Tuple[str, float]:
-    command = [sys.executable, "-m", "mim", action, framework, config, "--work-dir", work_dir]
+        checkpoint: str = None, flags: Sequence[str] = ()) -> Tuple[str, float]:
+    """``mim <action> <framework> config --work-dir work_dir [--checkpoint c] [flags] --cfg-options options``."""
+    command = [sys.executable, "-m", "mim", action, framework, config, "--work-dir", work_dir, *flags]
     if checkpoint:
         command += ["--checkpoint", checkpoint]
     return run(command + (["--cfg-options", *options] if options else []), env)

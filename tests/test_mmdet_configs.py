@@ -67,7 +67,12 @@ def test_paper_recipe(name):
     shorts = [s[1] for s in resize.get("scales", resize.get("scale"))]
     assert min(shorts) == 640 and max(shorts) == 800
     assert cfg.train_cfg.max_epochs == 12
-    assert cfg.custom_imports == dict(imports=["resnest_backbones.openmmlab.mmdet"], allow_failed_imports=False)
+    imports = ["resnest_backbones.openmmlab.mmdet", "resnest_backbones.openmmlab.runner"]
+    imports += ["resnest_backbones.openmmlab.lvis"] if "lvis" in name else []
+    assert cfg.custom_imports == dict(imports=imports, allow_failed_imports=False)
+    # The opt-in stack fixes (weights-only checkpoint loading) and, for LVIS, the numpy-compatible LVISMetric.
+    assert cfg.runner_type == "SafeRunner" and cfg.custom_hooks == [dict(type="WeightsOnlyCheckpointHook")]
+    assert cfg.test_evaluator.type == ("NumpyCompatLVISMetric" if "lvis" in name else "CocoMetric")
 
 
 @pytest.mark.parametrize("name", [n for n in PAPER if "_s50_" in n])

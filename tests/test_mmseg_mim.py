@@ -1,13 +1,15 @@
 """``mim train mmseg`` / ``mim test mmseg`` with the quick-start configs on the synthetic ADE20K- and
 Cityscapes-layout data, as users run them, on CPU (IoUMetric; ``mim test`` reproduces the metrics from the
-checkpoint in a fresh process), and a 2-process CPU run through mmengine's launcher (torchrun, gloo)."""
+checkpoint in a fresh process; mmseg's tools/test.py ignores runner_type, so this reads the plain-data checkpoint
+with mmengine's own Runner), ``--resume`` from a checkpoint in mmengine's own format (SafeRunner's scoped
+allow-list), and a 2-process CPU run through mmengine's launcher (torchrun, gloo started by SafeRunner)."""
 import math
+import pickle
 
 import pytest
 import torch
 
 import mmseg  # noqa: F401  required, never skipped
-import resnest_backbones.mmseg  # noqa: F401  allow-lists what mmengine checkpoints hold (weights-only load)
 from mim_helpers import mim, read_test_metrics, read_train_metrics, torchrun_train
 from resnest_backbones.datasets.synthetic_semantic import make_ade20k_layout, make_cityscapes_layout
 
@@ -31,8 +33,9 @@ def test_mim_train_then_mim_test_reproduces_miou(config, data, tmp_path):
     assert "Saving checkpoint at 2 iterations" in log
     # Our backbone's key names (mmseg's own ResNeSt names its deep stem "stem."): the log alone would not show it,
     # "ResNeStBackbone" is in the config that mmengine prints before building anything.
-    checkpoint = tmp_path / "train" / "iter_2.pth"  # written by this test: trusted
-    state = torch.load(checkpoint, map_location="cpu", weights_only=False)["state_dict"]
+    checkpoint = tmp_path / "train" / "iter_2.pth"
+    # Plain data (WeightsOnlyCheckpointHook): torch's default weights-only load reads it, with no allow-list.
+    state = torch.load(checkpoint, map_location="cpu", weights_only=True)["state_dict"]
     assert "backbone.conv1.0.weight" in state and "backbone.layer4.0.conv2.fc2.weight" in state
     trained = read_train_metrics(work_dir, "mIoU")
     assert 0.0 <= trained["mIoU"] <= 100.0 and not math.isnan(trained["aAcc"])
@@ -42,6 +45,20 @@ def test_mim_train_then_mim_test_reproduces_miou(config, data, tmp_path):
     # mmengine loads non-strictly and only logs a mismatch: the trained weights must have loaded, all of them.
     assert "Load checkpoint from" in test_log and "do not match exactly" not in test_log
     assert read_test_metrics(str(tmp_path / "test")) == trained
+
+
+def test_resume_from_an_mmengine_format_checkpoint(data, tmp_path):
+    work_dir = str(tmp_path / "train")
+    # Without the hook: mmengine's own format (HistoryBuffer logs), which torch's default load refuses.
+    mim("train", "mmseg", ADE, work_dir, SHORT + ["custom_hooks=[]"], data)
+    with pytest.raises(pickle.UnpicklingError):
+        torch.load(tmp_path / "train" / "iter_2.pth", weights_only=True)
+    log, _ = mim("train", "mmseg", ADE, work_dir, ["train_cfg.max_iters=3", "train_cfg.val_interval=3",
+                                                   "default_hooks.checkpoint.interval=3"], data, flags=["--resume"])
+    assert "resumed epoch: 0, iter: 2" in log and "Saving checkpoint at 3 iterations" in log
+    assert "Iter(train) [3/3]" in log and "Iter(train) [1/3]" not in log  # continued, not restarted
+    resumed = torch.load(tmp_path / "train" / "iter_3.pth", weights_only=True)  # saved by the hook: plain data
+    assert resumed["meta"]["iter"] == 3
 
 
 def test_two_process_cpu_training_with_torchrun(data, tmp_path):

@@ -16,7 +16,11 @@
 # ImageNet initialisation (with internet): a child config setting
 # model = dict(backbone=dict(init_cfg=dict(type='Pretrained', checkpoint='resnest://resnest14'))).
 _base_ = 'mmdet::mask_rcnn/mask-rcnn_r50_fpn_1x_coco.py'
-custom_imports = dict(imports=['resnest_backbones.openmmlab.mmdet'], allow_failed_imports=False)
+custom_imports = dict(imports=['resnest_backbones.openmmlab.mmdet', 'resnest_backbones.openmmlab.runner'],
+                      allow_failed_imports=False)
+# Stack fixes, opt-in (docs/openmmlab.md): weights-only checkpoint loading, CPU-only --launcher pytorch.
+runner_type = 'SafeRunner'
+custom_hooks = [dict(type='WeightsOnlyCheckpointHook')]
 
 data_root = '{{$RESNEST_SHAPES_ROOT:data/synthetic_shapes/}}'
 # Class colours as in the detectron2 quick start's drawings (detectron2's colormap).

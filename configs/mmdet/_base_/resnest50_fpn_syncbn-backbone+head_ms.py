@@ -6,7 +6,11 @@
 # that two bases of one list both define, and mmdet's bases define `model`, the pipelines and the dataloaders, so
 # this file shares those pieces under names of its own (resnest_*), which the configs put in place with
 # {{_base_.resnest_*}}.
-custom_imports = dict(imports=['resnest_backbones.openmmlab.mmdet'], allow_failed_imports=False)
+custom_imports = dict(imports=['resnest_backbones.openmmlab.mmdet', 'resnest_backbones.openmmlab.runner'],
+                      allow_failed_imports=False)
+# Stack fixes, opt-in (docs/openmmlab.md): weights-only checkpoint loading, CPU-only --launcher pytorch.
+runner_type = 'SafeRunner'
+custom_hooks = [dict(type='WeightsOnlyCheckpointHook')]
 
 resnest_norm_cfg = dict(type='SyncBN', requires_grad=True)
 # RGB input normalised with the ImageNet statistics the official weights were trained with (variants.IMAGENET_MEAN

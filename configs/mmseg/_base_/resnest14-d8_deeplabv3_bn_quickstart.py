@@ -5,7 +5,11 @@
 # refuses a key that two bases of one list both define, so the dataloaders cannot be shared here).
 _base_ = ['mmseg::_base_/models/deeplabv3_r50-d8.py', 'mmseg::_base_/default_runtime.py',
           'mmseg::_base_/schedules/schedule_80k.py']
-custom_imports = dict(imports=['resnest_backbones.openmmlab.mmseg'], allow_failed_imports=False)
+custom_imports = dict(imports=['resnest_backbones.openmmlab.mmseg', 'resnest_backbones.openmmlab.runner'],
+                      allow_failed_imports=False)
+# Stack fixes, opt-in (docs/openmmlab.md): weights-only checkpoint loading, CPU-only --launcher pytorch.
+runner_type = 'SafeRunner'
+custom_hooks = [dict(type='WeightsOnlyCheckpointHook')]
 
 num_classes = 5
 norm_cfg = dict(type='BN', requires_grad=True)  # one process on a CPU: no SyncBN
@@ -18,6 +22,7 @@ model = dict(
         out_indices=(0, 1, 2, 3),
         strides=(1, 2, 1, 1),
         dilations=(1, 1, 2, 4),
+        dilated_layout='official',  # the official code's layout (without it: mmseg's)
         norm_cfg=norm_cfg,
         norm_eval=False,
         init_cfg=None),

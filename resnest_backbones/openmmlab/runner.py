@@ -1,0 +1,99 @@
+"""Opt-in stack fixes for mmengine runs, selected from a config (importing this module only registers them):
+
+- ``runner_type = 'SafeRunner'``: mmengine's ``Runner``, plus
+  (a) CPU-only ``--launcher pytorch`` runs: on a machine without CUDA it starts the process group itself with gloo,
+  so mmengine's ``init_dist`` (which calls ``torch.cuda.set_device`` unconditionally) is never reached, wraps the
+  model in DDP without device ids, and destroys the group at exit (mmengine's tools never do; gloo's threads then
+  race the interpreter's exit);
+  (b) ``load_from`` / ``--resume`` of mmengine training checkpoints under torch's weights-only ``torch.load``,
+  with the scoped allow-list of ``mmengine_checkpoints`` around exactly those loads.
+- ``custom_hooks = [dict(type='WeightsOnlyCheckpointHook')]``: the checkpoints the run saves hold plain data
+  (message-hub logs as lists), so any weights-only ``torch.load`` reads them, e.g. mmseg's ``tools/test.py``, which
+  ignores ``runner_type``; loading converts them back for ``--resume``.
+
+Config lines (docs/openmmlab.md)::
+
+    custom_imports = dict(imports=['resnest_backbones.mmdet', 'resnest_backbones.openmmlab.runner'],
+                          allow_failed_imports=False)
+    runner_type = 'SafeRunner'
+    custom_hooks = [dict(type='WeightsOnlyCheckpointHook')]
+"""
+import atexit
+import datetime
+import os
+from typing import Dict, Optional
+
+import torch
+import torch.distributed as dist
+from mmengine.hooks import Hook
+from mmengine.registry import HOOKS, RUNNERS
+from mmengine.runner import Runner
+from torch import nn
+
+from .mmengine_checkpoints import from_plain, mmengine_checkpoint_globals, to_plain
+from .registration import register
+
+
+class SafeRunner(Runner):
+    """mmengine's ``Runner`` with CPU-only distributed start and scoped weights-only checkpoint loading (module
+    docstring). With CUDA, or without a launcher, it behaves exactly as ``Runner``."""
+
+    def setup_env(self, env_cfg: Dict) -> None:
+        if self.distributed and not dist.is_initialized() and self._cpu_only():
+            self._init_cpu_process_group(env_cfg.get("dist_cfg", {}))
+        super().setup_env(env_cfg)  # sees the group initialised and skips init_dist
+
+    def _cpu_only(self) -> bool:
+        return self.launcher == "pytorch" and not torch.cuda.is_available()
+
+    def _init_cpu_process_group(self, dist_cfg: Dict) -> None:
+        """What mmengine's ``init_dist('pytorch', **dist_cfg)`` does, minus the CUDA device selection; gloo is the
+        one backend of torch.distributed that runs on CPU tensors, so an ``nccl`` in the config is replaced."""
+        options = {key: value for key, value in dist_cfg.items() if key != "backend"}
+        if options.get("timeout") is not None:
+            options["timeout"] = datetime.timedelta(seconds=options["timeout"])
+        if torch.multiprocessing.get_start_method(allow_none=True) is None:
+            torch.multiprocessing.set_start_method("spawn")
+        dist.init_process_group("gloo", init_method="env://", rank=int(os.environ["RANK"]),
+                                world_size=int(os.environ["WORLD_SIZE"]), **options)
+        atexit.register(_destroy_process_group)
+
+    def wrap_model(self, model_wrapper_cfg: Optional[Dict], model: nn.Module) -> nn.Module:
+        if self.distributed and self._cpu_only() and model_wrapper_cfg is None:
+            # mmengine's default wrapper passes device_ids=[LOCAL_RANK], which DDP refuses for CPU modules.
+            model_wrapper_cfg = dict(type="MMDistributedDataParallel", device_ids=None, broadcast_buffers=False,
+                                     find_unused_parameters=self.cfg.get("find_unused_parameters", False))
+        return super().wrap_model(model_wrapper_cfg, model)
+
+    def load_checkpoint(self, filename: str, *args, **kwargs):
+        """``Runner.load_checkpoint`` (used by ``load_from`` and ``resume``) with mmengine's own checkpoint
+        contents allowed for the weights-only unpickler during this call only."""
+        with mmengine_checkpoint_globals():
+            return super().load_checkpoint(filename, *args, **kwargs)
+
+
+def _destroy_process_group() -> None:
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+
+
+class WeightsOnlyCheckpointHook(Hook):
+    """Saves checkpoints whose message-hub logs and numpy values are plain data (readable by a bare weights-only
+    ``torch.load``); restores the logs when such a checkpoint is loaded (``--resume``). Runs after the other hooks
+    have added their entries."""
+
+    priority = "LOWEST"
+
+    def before_save_checkpoint(self, runner, checkpoint: Dict) -> None:
+        for key in checkpoint:
+            if key != "state_dict":  # the weights are tensors already
+                checkpoint[key] = to_plain(checkpoint[key])
+
+    def after_load_checkpoint(self, runner, checkpoint: Dict) -> None:
+        if "message_hub" in checkpoint:
+            checkpoint["message_hub"] = from_plain(checkpoint["message_hub"])
+
+
+# mmengine's root registries: found from mmdet's and mmseg's child registries too (their tools use either).
+register(RUNNERS, SafeRunner)
+register(HOOKS, WeightsOnlyCheckpointHook)
