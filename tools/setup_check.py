@@ -1,8 +1,34 @@
 """Print which steps of tools/setup_env.sh are still needed, checked in one process (imports are the slow part of
-a set-up run on a machine that is already set up). Usage: python tools/setup_check.py MMCV_VERSION ROOT"""
+a set-up run on a machine that is already set up). Usage: python tools/setup_check.py MMCV_VERSION ROOT
+
+``python tools/setup_check.py --detectron2`` prints which detectron2 the ACTIVE environment has, read from the
+installed package itself (not from a note kept per machine): a compiled ``detectron2._C`` extension is a real
+build (the official source); a ``detectron2/_C.py`` file is this project's op-less stub, i.e. the offline fallback.
+"""
+import glob
+import importlib.util
 import os
 import sys
-from importlib.metadata import version
+from importlib.metadata import PackageNotFoundError, version
+
+
+def detectron2_build() -> str:
+    """One line: which detectron2 is installed here, found without importing it."""
+    spec = importlib.util.find_spec("detectron2")
+    if spec is None or not spec.submodule_search_locations:
+        return "not installed"
+    package = list(spec.submodule_search_locations)[0]
+    try:
+        release = version("detectron2")
+    except PackageNotFoundError:
+        release = None
+    compiled = [path for path in glob.glob(os.path.join(package, "_C.*")) if not path.endswith(".py")]
+    if compiled:
+        return f"official build {release or ''} (compiled detectron2._C: {compiled[0]})".replace("  ", " ")
+    if os.path.isfile(os.path.join(package, "_C.py")):
+        return (f"v0.6 OFFLINE FALLBACK (detectron2/_C.py is the project's op-less stub, no compiled ops: "
+                f"{package})")
+    return f"detectron2 at {package} without a detectron2._C (neither compiled nor the offline stub)"
 
 
 def _deps():
@@ -35,4 +61,8 @@ def _ok(check) -> bool:
         return False
 
 
-print(" ".join(name for name, check in STEPS.items() if not _ok(check)))
+if __name__ == "__main__":
+    if sys.argv[1:] == ["--detectron2"]:
+        print(detectron2_build())
+    else:
+        print(" ".join(name for name, check in STEPS.items() if not _ok(check)))

@@ -90,12 +90,10 @@ if needs mmcv; then
 fi
 
 # ---- 5. detectron2
-D2_NOTE="$CACHE/detectron2_source.txt"
 if needs detectron2; then
   if timeout 20 git ls-remote https://github.com/facebookresearch/detectron2.git HEAD >/dev/null 2>&1; then
     log "official detectron2 source is reachable: building it"
     pip_ --no-build-isolation "git+https://github.com/facebookresearch/detectron2.git"
-    echo "official detectron2 from its git source" > "$D2_NOTE"
   else
     log "official detectron2 source unreachable (no network): installing the OFFLINE FALLBACK pb1-detectron2==0.6"
     rm -rf "$CACHE/src/pb1-detectron2-0.6"*
@@ -107,7 +105,6 @@ if needs detectron2; then
     sed -i 's/ext_modules=get_extensions(),/ext_modules=[],/' "$src/setup.py"
     cp "$ROOT/tools/detectron2_offline_C.py" "$src/detectron2/_C.py"
     pip_ --no-deps --no-build-isolation "$src"
-    echo "detectron2 v0.6 OFFLINE FALLBACK (pb1-detectron2==0.6, no compiled ops)" > "$D2_NOTE"
   fi
 fi
 # Keep an offline fallback's op-less _C in step with this checkout (it is a .py file only in the fallback).
@@ -116,7 +113,9 @@ print(os.path.join(list(s.submodule_search_locations)[0], "_C.py") if s else "")
 if [ -f "$stub" ] && ! cmp -s "$stub" "$ROOT/tools/detectron2_offline_C.py"; then
   cp "$ROOT/tools/detectron2_offline_C.py" "$stub" && log "updated the offline fallback's detectron2/_C.py"
 fi
-log "detectron2: $(cat "$D2_NOTE" 2>/dev/null || echo 'already installed (source not recorded)')"
+# Which detectron2 THIS environment has, read from the installed package (another environment on the same machine
+# may have the other one).
+log "detectron2: $("$PY" "$ROOT/tools/setup_check.py" --detectron2)"
 
 # ---- 6. this package, then check that everything imports
 if needs self; then
