@@ -106,11 +106,12 @@ def cache_path(url: str, cache_dir: str) -> str:
     return os.path.join(cache_dir, hashlib.sha256(url.encode("utf-8")).hexdigest()[:16], name)
 
 
-def download(url: str, cache_dir: Optional[str] = None, progress: bool = True) -> str:
+def download(url: str, cache_dir: Optional[str] = None, progress: bool = True, check_hash: bool = True) -> str:
     """Download ``url`` into the torch hub cache (``$TORCH_HOME/hub/checkpoints``) unless already there.
 
     The cache is keyed by URL (see ``cache_path``). When the file name carries a hash (``name-<sha256 prefix>.pth``,
     the torch.hub convention) the download is verified against it; a wrong or truncated file is deleted and reported.
+    ``check_hash=False`` skips that check (mmengine's ``open-mmlab://`` downloads do not check either).
     """
     destination = cache_path(url, cache_dir or os.path.join(torch.hub.get_dir(), "checkpoints"))
     if _holds(destination, url):
@@ -119,7 +120,7 @@ def download(url: str, cache_dir: Optional[str] = None, progress: bool = True) -
         return destination
     os.makedirs(os.path.dirname(destination), exist_ok=True)
     match = _HASHED_NAME.search(os.path.basename(destination))
-    hash_prefix = match.group(1) if match else None
+    hash_prefix = match.group(1) if match and check_hash else None
     try:
         torch.hub.download_url_to_file(url, destination, hash_prefix=hash_prefix, progress=progress)
     except RuntimeError as error:

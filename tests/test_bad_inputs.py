@@ -454,8 +454,9 @@ class _Quiet(http.server.SimpleHTTPRequestHandler):
         pass
 
 
-def test_two_urls_with_one_file_name_never_share_a_cache_file(tmp_path, hub_cache):
-    """Before: the second URL returned the first one's weights (one cache file per file name)."""
+@pytest.fixture
+def two_sources(tmp_path, hub_cache):
+    """Two different ResNeSt-14 weights served at two URLs that end in the same file name."""
     served = tmp_path / "served"
     models = {}
     for folder, seed in (("a", 1), ("b", 2)):
@@ -465,22 +466,44 @@ def test_two_urls_with_one_file_name_never_share_a_cache_file(tmp_path, hub_cach
         torch.save(models[folder].state_dict(), served / folder / "weights.pth")
     httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(_Quiet, directory=str(served)))
     threading.Thread(target=httpd.serve_forever, daemon=True).start()
-    try:
-        base = f"http://127.0.0.1:{httpd.server_address[1]}"
-        for _ in range(2):  # downloads, then cache hits: each URL keeps its own file
-            for folder in ("a", "b"):
-                target = rb.create_model("resnest14")
-                report = rb.load_pretrained(target, f"{base}/{folder}/weights.pth", progress=False)
-                assert report.source == f"{base}/{folder}/weights.pth"
-                assert all(torch.equal(v, models[folder].state_dict()[k]) for k, v in target.state_dict().items())
-        (hub_cache / "checkpoints" / "weights.pth").write_bytes(b"replaced by someone")  # a file of unknown origin
-        (hub_cache / "checkpoints" / "weights.pth.source").unlink()
-        target = rb.create_model("resnest14")
-        rb.load_pretrained(target, f"{base}/a/weights.pth", progress=False)  # downloaded again, elsewhere
-        assert torch.equal(target.conv1[0].weight, models["a"].conv1[0].weight)
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
+    base = f"http://127.0.0.1:{httpd.server_address[1]}"
+    yield {folder: (f"{base}/{folder}/weights.pth", model) for folder, model in models.items()}
+    httpd.shutdown()
+    httpd.server_close()
+
+
+def _same_weights(a, b) -> bool:
+    return all(torch.equal(v, b.state_dict()[k]) for k, v in a.state_dict().items())
+
+
+def test_two_urls_with_one_file_name_never_share_a_cache_file(two_sources, hub_cache):
+    """Before: the second URL returned the first one's weights (one cache file per file name)."""
+    for _ in range(2):  # downloads, then cache hits: each URL keeps its own file
+        for url, model in two_sources.values():
+            target = rb.create_model("resnest14")
+            assert rb.load_pretrained(target, url, progress=False).source == url
+            assert _same_weights(target, model)
+    (hub_cache / "checkpoints" / "weights.pth").write_bytes(b"replaced by someone")  # a file of unknown origin
+    (hub_cache / "checkpoints" / "weights.pth.source").unlink()
+    url, model = two_sources["a"]
+    target = rb.create_model("resnest14")
+    rb.load_pretrained(target, url, progress=False)  # downloaded again, elsewhere
+    assert _same_weights(target, model)
+
+
+def test_open_mmlab_name_never_takes_another_sources_file(two_sources, tmp_path, monkeypatch):
+    """open-mmlab:// resolves through mmengine's table and caches in the core's URL-keyed cache."""
+    from resnest_backbones.openmmlab.weights import resolve_openmmlab
+    url_a, _ = two_sources["a"]
+    url_b, model_b = two_sources["b"]
+    rb.load_pretrained(rb.create_model("resnest14"), url_a, progress=False)  # <hub>/checkpoints/weights.pth is a's
+    home = tmp_path / "mmengine_home"
+    home.mkdir()
+    (home / "open_mmlab.json").write_text(f'{{"resnest14_test": "{url_b}"}}')
+    monkeypatch.setenv("MMENGINE_HOME", str(home))
+    target = rb.create_model("resnest14")
+    rb.load_pretrained(target, resolve_openmmlab("open-mmlab://resnest14_test"))
+    assert _same_weights(target, model_b)
 
 
 def test_detectron2_reads_numpy_pkl_weights_restricted(tmp_path):

@@ -11,7 +11,7 @@ from mmengine.dist import get_dist_info
 from mmengine.logging import print_log
 from torch import nn
 
-from ..checkpoint import LoadReport, load_pretrained, load_state
+from ..checkpoint import LoadReport, download, load_pretrained, load_state
 from ..keymaps import unwrap
 
 OPENMMLAB_PREFIXES = ("open-mmlab://", "openmmlab://")
@@ -21,8 +21,9 @@ def resolve_openmmlab(source: str) -> str:
     """Local file of ``open-mmlab://<name>`` (or ``openmmlab://``), found as mmengine 0.10's
     ``load_from_openmmlab`` finds it: the name (after mmengine's deprecated-name table) is looked up in mmengine's
     ``hub/openmmlab.json`` updated by ``$MMENGINE_HOME/open_mmlab.json``; a URL is downloaded once into the torch hub
-    cache (``<torch.hub.get_dir()>/checkpoints/<file name>``, where mmengine's ``load_url`` puts it, not hash-checked,
-    as there; rank 0 first when distributed), any other entry is a file under the mmengine home.
+    cache by the core's ``download`` (``<torch.hub.get_dir()>/checkpoints/<file name>``, where mmengine's ``load_url``
+    puts it, unless a download from another URL holds that name; not hash-checked, as there; rank 0 first when
+    distributed), any other entry is a file under the mmengine home.
 
     Raises:
         KeyError: the name is not in mmengine's table. FileNotFoundError: a local entry that does not exist.
@@ -41,16 +42,15 @@ def resolve_openmmlab(source: str) -> str:
         if not os.path.isfile(path):
             raise FileNotFoundError(f"{source} resolves to {path} (mmengine home), which does not exist")
         return path
-    destination = os.path.join(torch.hub.get_dir(), "checkpoints", os.path.basename(url))
     rank, world_size = get_dist_info()
     for turn in (0, 1):  # rank 0 downloads, the others wait and then find the file
-        if (rank == 0) == (turn == 0) and not os.path.exists(destination):
-            os.makedirs(os.path.dirname(destination), exist_ok=True)
+        if (rank == 0) == (turn == 0):
             try:
-                torch.hub.download_url_to_file(url, destination, hash_prefix=None, progress=False)
-            except Exception as error:
-                raise RuntimeError(f"Could not download {url} (from {source}): {error}. Check the network, or put "
-                                   f"the file at {destination}") from error
+                # The core's cache: mmengine's place (<hub>/checkpoints/<file name>) unless another URL's download
+                # holds that name (each download records its URL), so two sources are never confused.
+                destination = download(url, progress=False, check_hash=False)
+            except RuntimeError as error:
+                raise RuntimeError(f"{source}: {error}") from None
         if world_size > 1 and turn == 0:
             torch.distributed.barrier()
     return destination
