@@ -16,8 +16,9 @@ Unpickling calls whatever functions a file names, so a crafted file runs code wh
 
 Use :func:`load` for plain pickles and :func:`torch_load` for ``torch.save`` files (it hands this module to
 ``torch.load`` as its ``pickle_module``, so torch's own storage handling is kept). For a file you trust that holds
-other objects, the explicit opt-in is ``allow_unsafe_pickle=True`` of :func:`resnest_backbones.checkpoint.read_checkpoint`
-(plain ``pickle`` / ``torch.load(weights_only=False)``), never a wider list here.
+other objects, the explicit opt-in is ``allow_unsafe_pickle=True`` of
+:func:`resnest_backbones.checkpoint.read_checkpoint` (plain ``pickle`` / ``torch.load(weights_only=False)``), never
+a wider list here.
 
 Example:
     >>> from resnest_backbones import safe_pickle

@@ -1,6 +1,11 @@
 """Shared helpers for the tests: random BN statistics (so eval-mode comparisons exercise every parameter)."""
+import contextlib
+import functools
+import http.server
 import sys
+import threading
 from pathlib import Path
+from typing import Iterator
 
 import pytest
 import torch
@@ -43,3 +48,21 @@ def hub_cache(tmp_path, monkeypatch):
     directory = tmp_path / "torch_hub"
     monkeypatch.setattr(torch.hub, "_hub_dir", str(directory))
     return directory
+
+
+class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args):
+        pass
+
+
+@contextlib.contextmanager
+def serve_directory(directory) -> Iterator[str]:
+    """Serve ``directory`` over HTTP on 127.0.0.1 (downloads without a network); yields the base URL."""
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0),
+                                            functools.partial(_QuietHandler, directory=str(directory)))
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{httpd.server_address[1]}"
+    finally:
+        httpd.shutdown()
+        httpd.server_close()

@@ -7,12 +7,10 @@ The kill/resume faults are in tests/test_faults.py.
 """
 import functools
 import hashlib
-import http.server
 import os
 import pickle
 import subprocess
 import sys
-import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, List, Optional
@@ -22,7 +20,7 @@ import pytest
 import torch
 
 import resnest_backbones as rb
-from conftest import ROOT
+from conftest import ROOT, serve_directory
 from resnest_backbones.checkpoint import (CheckpointMismatchError, NotACheckpointError, UnsafeCheckpointError,
                                           read_checkpoint)
 from resnest_backbones.datasets import make_synthetic_dataset
@@ -64,26 +62,24 @@ def _evil_pkl(tmp: Path) -> str:
     return str(path)
 
 
-def _getattr_gadget(tmp: Path) -> str:
-    """getattr(set, 'add') through a pickle: the real getattr would reach any attribute of an allowed object."""
-    path = tmp / "gadget.pkl"
-    path.write_bytes(b"\x80\x02cbuiltins\ngetattr\ncbuiltins\nset\nX\x03\x00\x00\x00add\x86R.")
-    return str(path)
+# Hand-written pickles that only a crafted file holds.
+GADGETS = {
+    # getattr(set, 'add'): the real getattr would reach any attribute of an allowed object
+    "getattr": b"\x80\x02cbuiltins\ngetattr\ncbuiltins\nset\nX\x03\x00\x00\x00add\x86R.",
+    # getattr(HistoryBuffer, '__init__'): only min/max/current/mean of mmengine's HistoryBuffer are allowed
+    "history_buffer": b"\x80\x02cbuiltins\ngetattr\ncmmengine.logging.history_buffer\nHistoryBuffer\n"
+                      b"X\x08\x00\x00\x00__init__\x86R.",
+    # BUILD on an allowed function: would set torch._utils._rebuild_tensor_v2.__defaults__ for the whole process
+    "build": b"\x80\x02ctorch._utils\n_rebuild_tensor_v2\nN}X\x0c\x00\x00\x00__defaults__K\x01\x85s\x86b.",
+}
 
 
-def _history_buffer_gadget(tmp: Path) -> str:
-    """getattr(HistoryBuffer, '__init__'): only min/max/current/mean of mmengine's HistoryBuffer are allowed."""
-    path = tmp / "gadget2.pkl"
-    path.write_bytes(b"\x80\x02cbuiltins\ngetattr\ncmmengine.logging.history_buffer\nHistoryBuffer\n"
-                     b"X\x08\x00\x00\x00__init__\x86R.")
-    return str(path)
-
-
-def _build_gadget(tmp: Path) -> str:
-    """BUILD on an allowed function: would set torch._utils._rebuild_tensor_v2.__defaults__ for the whole process."""
-    path = tmp / "gadget3.pkl"
-    path.write_bytes(b"\x80\x02ctorch._utils\n_rebuild_tensor_v2\nN}X\x0c\x00\x00\x00__defaults__K\x01\x85s\x86b.")
-    return str(path)
+def _gadget(name: str) -> Callable[[Path], str]:
+    def make(tmp: Path) -> str:
+        path = tmp / f"{name}.pkl"
+        path.write_bytes(GADGETS[name])
+        return str(path)
+    return make
 
 
 def _defaults_intact(tmp: Path) -> None:
@@ -272,10 +268,10 @@ CASES: List[Case] = [
          "'posix.system'", _no_code_ran),
     Case("code in a .pkl (load_pretrained)", _load(_evil_pkl), UnsafeCheckpointError, "allow_unsafe_pickle=True",
          _no_code_ran),
-    Case("getattr gadget", _load(_getattr_gadget), UnsafeCheckpointError, "getattr(set, 'add')"),
-    Case("HistoryBuffer getattr gadget", _load(_history_buffer_gadget), UnsafeCheckpointError,
+    Case("getattr gadget", _load(_gadget("getattr")), UnsafeCheckpointError, "getattr(set, 'add')"),
+    Case("HistoryBuffer getattr gadget", _load(_gadget("history_buffer")), UnsafeCheckpointError,
          "getattr(HistoryBuffer, '__init__')"),
-    Case("BUILD gadget", _load(_build_gadget), UnsafeCheckpointError, "as the target of BUILD", _defaults_intact),
+    Case("BUILD gadget", _load(_gadget("build")), UnsafeCheckpointError, "as the target of BUILD", _defaults_intact),
     Case("random bytes", _load(_random_bytes), NotACheckpointError, "is truncated or not a checkpoint"),
     Case("truncated file", _load(_truncated), NotACheckpointError, "is truncated or not a checkpoint"),
     Case("missing file", _load(lambda t: str(t / "nope.pth")), FileNotFoundError, "Checkpoint file not found"),
@@ -283,8 +279,9 @@ CASES: List[Case] = [
     Case("wrong architecture", lambda t: rb.load_pretrained(rb.create_model("resnest26"),
                                                             rb.create_model("resnest14").state_dict()),
          CheckpointMismatchError, "missing keys"),
-    Case("not a ResNeSt layout", lambda t: rb.load_pretrained(rb.create_model("resnest14"), {"x.weight": torch.ones(1)}),
-         ValueError, "Unrecognised checkpoint layout"),
+    Case("not a ResNeSt layout",
+         lambda t: rb.load_pretrained(rb.create_model("resnest14"), {"x.weight": torch.ones(1)}), ValueError,
+         "Unrecognised checkpoint layout"),
     # dataset makers: never delete or overwrite a file they did not make
     Case("instances maker, user folder", lambda t: make_synthetic_dataset(str(_user_folder(t)), 2, 1, 32),
          FileExistsError, "nothing in it is deleted or overwritten", _user_file_intact),
@@ -449,11 +446,6 @@ def test_unsafe_pickle_opt_in_reads_a_trusted_file(tmp_path):
     assert rb.load_pretrained(rb.create_model("resnest14"), str(path), allow_unsafe_pickle=True).format == "official"
 
 
-class _Quiet(http.server.SimpleHTTPRequestHandler):
-    def log_message(self, *args):
-        pass
-
-
 @pytest.fixture
 def two_sources(tmp_path, hub_cache):
     """Two different ResNeSt-14 weights served at two URLs that end in the same file name."""
@@ -464,12 +456,8 @@ def two_sources(tmp_path, hub_cache):
         models[folder] = rb.create_model("resnest14")
         (served / folder).mkdir(parents=True)
         torch.save(models[folder].state_dict(), served / folder / "weights.pth")
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(_Quiet, directory=str(served)))
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
-    base = f"http://127.0.0.1:{httpd.server_address[1]}"
-    yield {folder: (f"{base}/{folder}/weights.pth", model) for folder, model in models.items()}
-    httpd.shutdown()
-    httpd.server_close()
+    with serve_directory(served) as base:
+        yield {folder: (f"{base}/{folder}/weights.pth", model) for folder, model in models.items()}
 
 
 def _same_weights(a, b) -> bool:

@@ -2,12 +2,10 @@
 import functools
 import dataclasses
 import hashlib
-import http.server
 import io
 import os
 import subprocess
 import sys
-import threading
 from pathlib import Path
 
 import pytest
@@ -16,7 +14,7 @@ import torch
 import resnest_backbones as rb
 from resnest_backbones import keymaps, variants
 from resnest_backbones.checkpoint import CheckpointMismatchError
-from conftest import ROOT, randomize_norms, rel_err
+from conftest import ROOT, randomize_norms, rel_err, serve_directory
 
 
 @pytest.fixture(scope="module")
@@ -103,22 +101,12 @@ def test_missing_file_is_a_clear_error():
 
 
 # ---------------------------------------------------------------- downloads, against a server on 127.0.0.1
-class _QuietHandler(http.server.SimpleHTTPRequestHandler):
-    def log_message(self, *args):
-        pass
-
-
 @pytest.fixture
 def server(tmp_path, hub_cache):
     served = tmp_path / "served"
     served.mkdir()
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0),
-                                            functools.partial(_QuietHandler, directory=str(served)))
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    yield served, f"http://127.0.0.1:{httpd.server_address[1]}"
-    httpd.shutdown()
-    httpd.server_close()
+    with serve_directory(served) as base:
+        yield served, base
 
 
 def _save_hashed(model, directory: Path, stem: str) -> str:

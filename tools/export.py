@@ -3,7 +3,8 @@
 
 Examples:
     python tools/export.py resnest50 --format onnx --out resnest50.onnx --fast
-    python tools/export.py resnest50 --format torchscript --out resnest50.pt --weights resnest50.pth --num-classes 1000 --head
+    python tools/export.py resnest50 --format torchscript --out resnest50.pt --weights resnest50.pth \
+        --num-classes 1000 --head
 """
 import argparse
 import os
@@ -24,7 +25,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("model", choices=rb.list_models(), metavar="MODEL", help="variant name (list_models())")
     parser.add_argument("--format", choices=["onnx", "torchscript"], required=True)
     parser.add_argument("--out", required=True, help="output file")
-    parser.add_argument("--fast", action="store_true", help="fuse BN into convs first (resnest_backbones.fast_inference)")
+    parser.add_argument("--fast", action="store_true",
+                        help="fuse BN into convs first (resnest_backbones.fast_inference)")
     parser.add_argument("--weights", help="checkpoint path or URL, any layout load_pretrained accepts")
     parser.add_argument("--num-classes", type=int, default=0, help="build the classification head (needed to "
                         "load a full ImageNet checkpoint)")
