@@ -135,7 +135,8 @@ def test_resnet_bottleneck_with_cp():
     plain = build("mmdet", depth=50, base_channels=4)
     checkpointed = build("mmdet", depth=50, base_channels=4, with_cp=True)
     checkpointed.load_state_dict(plain.state_dict())
-    assert all(stage.with_cp for stage in checkpointed.modules() if isinstance(stage, Stage))
+    stages = [stage for stage in checkpointed.modules() if isinstance(stage, Stage)]
+    assert len(stages) == 4 and all(stage.with_cp for stage in stages)  # all() of nothing would pass
     x = torch.randn(2, 3, 32, 32)
     for model in (plain, checkpointed):
         model.train()
