@@ -237,7 +237,7 @@ def test_resnet_backbone_forwards(framework):
     batch = 1 if framework == "mmdet" else 2
     for base in (4, 8):
         model = build(framework, depth=50, base_channels=base, out_indices=(0, 1, 2))
-        assert all(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in norms(model))
+        assert norms(model) and all(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in norms(model))
         model.train()
         assert shapes(model(torch.randn(batch, 3, 32, 32))) == [(batch, 4 * base, 8, 8), (batch, 8 * base, 4, 4),
                                                                 (batch, 16 * base, 2, 2)]
