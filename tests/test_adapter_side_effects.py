@@ -17,7 +17,7 @@ from torch import nn
 
 from conftest import ROOT
 from resnest_backbones.compat import lvis_on_numpy2
-from resnest_backbones.openmmlab.mmengine_checkpoints import mmengine_checkpoint_globals
+from resnest_backbones.openmmlab.mmengine_checkpoints import _allowed_globals, mmengine_checkpoint_globals
 from resnest_backbones.openmmlab.runner import SafeRunner, WeightsOnlyCheckpointHook
 
 # What a process-wide fix would touch: CUDA device selection, numpy's namespace, torch's unpickling allow-list,
@@ -80,16 +80,23 @@ def _load(data: bytes):
     return torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
 
 
+def assert_allow_list_closed():
+    """None of the scoped entries is left in torch's process-wide allow-list (torch registers its own classes lazily,
+    so the list is compared by what we add, not as a whole)."""
+    ours = {repr(entry) for entry in _allowed_globals()}
+    assert not ours & {repr(entry) for entry in torch.serialization.get_safe_globals()}
+
+
 def test_allow_list_is_scoped_to_the_block():
     data = _mmengine_checkpoint()
-    before = torch.serialization.get_safe_globals()
+    assert_allow_list_closed()
     with pytest.raises(pickle.UnpicklingError, match="Weights only load failed"):
         _load(data)  # torch's default: refused
     with mmengine_checkpoint_globals():
         loaded = _load(data)
     assert loaded["message_hub"]["log_scalars"]["train/loss"].mean() == pytest.approx(0.5833333)
     assert loaded["message_hub"]["runtime_info"]["eta"] == 12.5 and loaded["meta"]["best_score"] == 0.5
-    assert torch.serialization.get_safe_globals() == before
+    assert_allow_list_closed()
     with pytest.raises(pickle.UnpicklingError):
         _load(data)  # refused again after the block
 
@@ -99,12 +106,13 @@ def test_safe_runner_reads_mmengine_checkpoints_where_it_loads_them(tmp_path):
     path.write_bytes(_mmengine_checkpoint())
     plain = Runner(model=_Toy(), work_dir=str(tmp_path / "plain"), experiment_name="resnest_plain_runner")
     safe = SafeRunner(model=_Toy(), work_dir=str(tmp_path / "safe"), experiment_name="resnest_safe_runner")
-    before = torch.serialization.get_safe_globals()  # after the runners (building one imports torch._dynamo)
     with pytest.raises(pickle.UnpicklingError):
         plain.load_checkpoint(str(path))  # mmengine's Runner under torch >= 2.6
     checkpoint = safe.load_checkpoint(str(path))
     assert safe.model.w.item() == 7.0 and checkpoint["message_hub"]["runtime_info"]["eta"] == 12.5
-    assert torch.serialization.get_safe_globals() == before
+    assert_allow_list_closed()
+    with pytest.raises(pickle.UnpicklingError):
+        plain.load_checkpoint(str(path))  # still refused outside SafeRunner's call
 
 
 class _Reaches:
