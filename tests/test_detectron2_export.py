@@ -1,6 +1,7 @@
 """TorchScript: the detectron2 ResNeSt backbone (plain and with FPN) under torch.jit.script, and detectron2's own
 export paths (scripting_with_instances, TracingAdapter) on the quick-start Mask R-CNN, each compared with eager
 PyTorch on random weights; then tools/export_detectron2.py end to end."""
+import copy
 import io
 import subprocess
 import sys
@@ -50,7 +51,7 @@ def _backbone(*opts):
 def test_backbone_scripts_and_matches_eager(opts):
     model = _backbone(*opts)
     detectron2_export()  # detectron2's export module makes its FPN scriptable (FPN.__prepare_scriptable__)
-    scripted = _reload(torch.jit.script(model))
+    scripted = _reload(torch.jit.script(copy.deepcopy(model)))  # torch swaps prepared submodules into the original
     for size in ((1, 3, 64, 96), (2, 3, 96, 64)):
         x = torch.rand(*size)
         with torch.no_grad():
@@ -102,7 +103,9 @@ def mask_rcnn():
 
 def test_detectron2_scripting_of_mask_rcnn_matches_eager(mask_rcnn):
     _, model, image = mask_rcnn
+    keys = list(model.state_dict())
     scripted = _reload(script_rcnn(model))
+    assert list(model.state_dict()) == keys  # the model itself is left as it was (torch prepares submodules in place)
     small = nn.functional.interpolate(image[None], scale_factor=0.75)[0]
     with torch.no_grad():
         for img in (image, small):

@@ -33,6 +33,18 @@ MASK_PTH, DCN_PTH = str(DATA / "fork_tiny_mask_rcnn.pth"), str(DATA / "fork_tiny
 CPU = ["MODEL.DEVICE", "cpu"]
 
 
+@pytest.fixture
+def fork_log(caplog):
+    """The plugin's log records (detectron2's setup_logger stops its logger from propagating to pytest's handler)."""
+    logger = logging.getLogger("detectron2.resnest_backbones")
+    logger.addHandler(caplog.handler)
+    caplog.handler.setLevel(logging.INFO)
+    try:
+        yield caplog
+    finally:
+        logger.removeHandler(caplog.handler)
+
+
 def _reference(name):
     return torch.load(DATA / name, map_location="cpu", weights_only=True)
 
@@ -43,16 +55,15 @@ def test_stock_detectron2_cannot_read_a_fork_yaml():
         get_cfg().merge_from_file(MASK_YAML)
 
 
-def test_fork_yaml_is_translated_and_every_translation_logged(caplog):
-    with caplog.at_level(logging.WARNING, logger="detectron2.resnest_backbones"):
-        cfg = load_config(MASK_YAML)
+def test_fork_yaml_is_translated_and_every_translation_logged(fork_log):
+    cfg = load_config(MASK_YAML)
     r = cfg.MODEL.RESNEST
     assert (r.VARIANT, r.RADIX, r.CARDINALITY, r.BASE_WIDTH, r.STEM_WIDTH, r.REDUCTION_FACTOR) == \
         ("resnest50", 2, 1, 4, 32, 4)
     assert (r.DEEP_STEM, r.AVD, r.AVG_DOWN, r.AVD_FIRST) == (True, True, True, False)
     assert cfg.MODEL.BACKBONE.NAME == "build_resnest_backbone"
     assert not {"RADIX", "DEEP_STEM", "AVD", "AVG_DOWN", "BOTTLENECK_WIDTH"} & set(cfg.MODEL.RESNETS)
-    log = caplog.text
+    log = fork_log.text
     for line in ("MODEL.BACKBONE.NAME build_resnet_backbone -> build_resnest_backbone",
                  "MODEL.RESNEST.VARIANT = 'resnest50' (MODEL.RESNETS.DEPTH 50)",
                  "MODEL.RESNEST.DEEP_STEM = True (forced on by the fork because RADIX 2 > 1)",
@@ -63,11 +74,10 @@ def test_fork_yaml_is_translated_and_every_translation_logged(caplog):
         assert line in log, line
 
 
-def test_forced_flags_override_the_yaml_as_in_the_fork(caplog):
-    with caplog.at_level(logging.WARNING, logger="detectron2.resnest_backbones"):
-        cfg = load_config(MASK_YAML, ["MODEL.RESNETS.AVD", "False", "MODEL.RESNETS.AVG_DOWN", "False"])
+def test_forced_flags_override_the_yaml_as_in_the_fork(fork_log):
+    cfg = load_config(MASK_YAML, ["MODEL.RESNETS.AVD", "False", "MODEL.RESNETS.AVG_DOWN", "False"])
     assert cfg.MODEL.RESNEST.AVD and cfg.MODEL.RESNEST.AVG_DOWN
-    assert "the yaml's AVD False is ignored, as the fork ignores it" in caplog.text
+    assert "the yaml's AVD False is ignored, as the fork ignores it" in fork_log.text
 
 
 def test_radix_1_is_a_plain_block_without_forced_flags():
@@ -77,10 +87,9 @@ def test_radix_1_is_a_plain_block_without_forced_flags():
     assert (r.RADIX, r.DEEP_STEM, r.AVD, r.AVG_DOWN, r.CARDINALITY, r.BASE_WIDTH) == (0, False, False, False, 2, 8)
 
 
-def test_native_configs_are_not_translated(caplog):
-    with caplog.at_level(logging.WARNING, logger="detectron2.resnest_backbones"):
-        cfg = load_config(str(ROOT / "configs/detectron2/mask_rcnn_s50_fpn_syncbn_range-scale_1x_coco.yaml"))
-    assert "fork" not in caplog.text and "RADIX" not in cfg.MODEL.RESNETS and cfg.MODEL.RESNEST.RADIX is None
+def test_native_configs_are_not_translated(fork_log):
+    cfg = load_config(str(ROOT / "configs/detectron2/mask_rcnn_s50_fpn_syncbn_range-scale_1x_coco.yaml"))
+    assert "fork" not in fork_log.text and "RADIX" not in cfg.MODEL.RESNETS and cfg.MODEL.RESNEST.RADIX is None
 
 
 @pytest.mark.parametrize("opts,message", [
@@ -99,12 +108,11 @@ def test_what_the_plugin_would_build_differently_is_refused(opts, message):
         load_config(MASK_YAML, opts)
 
 
-def test_deep_stem_width_follows_depth_and_ignores_stem_out_channels(caplog):
-    with caplog.at_level(logging.WARNING, logger="detectron2.resnest_backbones"):
-        cfg = load_config(MASK_YAML, ["MODEL.RESNETS.DEPTH", "152", "MODEL.RESNETS.STEM_OUT_CHANNELS", "96"])
+def test_deep_stem_width_follows_depth_and_ignores_stem_out_channels(fork_log):
+    cfg = load_config(MASK_YAML, ["MODEL.RESNETS.DEPTH", "152", "MODEL.RESNETS.STEM_OUT_CHANNELS", "96"])
     r = cfg.MODEL.RESNEST
     assert (r.VARIANT, list(r.LAYERS), r.STEM_WIDTH) == ("resnest101", [3, 8, 36, 3], 64)
-    assert "MODEL.RESNETS.STEM_OUT_CHANNELS 96 ignored, as the fork ignores it" in caplog.text
+    assert "MODEL.RESNETS.STEM_OUT_CHANNELS 96 ignored, as the fork ignores it" in fork_log.text
 
 
 FULL_SIZE = json.loads((DATA / "fork_backbone_keys.json").read_text())["models"]

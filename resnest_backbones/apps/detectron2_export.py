@@ -14,6 +14,7 @@ which current torch no longer ships: ``detectron2_export()`` then loads the two 
 ``flatten``) without that package initialiser. Newer detectron2 imports as usual.
 """
 import argparse
+import copy
 import importlib
 import importlib.util
 import logging
@@ -77,10 +78,16 @@ class ScriptableRCNN(nn.Module):
 
 
 def script_rcnn(model: nn.Module, fields: Optional[Dict[str, type]] = None) -> torch.jit.ScriptModule:
-    """``scripting_with_instances`` of an R-CNN in eval mode, wrapped by ``ScriptableRCNN``."""
+    """``scripting_with_instances`` of an R-CNN in eval mode, wrapped by ``ScriptableRCNN``.
+
+    Scripts a copy: torch replaces submodules by their ``__prepare_scriptable__`` versions in place, and detectron2's
+    FPN prepares into a module with other state-dict names (``lateral_convs.N``), which would leave ``model`` unable
+    to save checkpoints that load into a new model.
+    """
     if model.training:
         raise ValueError("Export a model in eval mode: call model.eval() first (detectron2 scripts inference only)")
-    return detectron2_export().scripting_with_instances(ScriptableRCNN(model).eval(), fields or RCNN_FIELDS)
+    wrapper = ScriptableRCNN(copy.deepcopy(model)).eval()
+    return detectron2_export().scripting_with_instances(wrapper, fields or RCNN_FIELDS)
 
 
 def _inference(model: nn.Module, image: Tensor) -> Instances:
