@@ -113,10 +113,11 @@ def create_ddp_model(model: nn.Module, **kwargs) -> nn.Module:
     return detectron2_create_ddp_model(model, **kwargs)
 
 
-def set_cpu_threads() -> Optional[int]:
-    """In a multi-process CPU run, share the cores between the local processes (each would otherwise start one
-    thread per core) unless ``OMP_NUM_THREADS`` says otherwise. Returns the thread count set, or None."""
-    if comm.get_world_size() <= 1 or "OMP_NUM_THREADS" in os.environ:
+def set_cpu_threads(device: str) -> Optional[int]:
+    """In a multi-process CPU run (``device``: the model's), share the cores between the local processes (each would
+    otherwise start one thread per core) unless ``OMP_NUM_THREADS`` says otherwise. Returns the thread count set, or
+    None (GPU runs are left to detectron2)."""
+    if not is_cpu_distributed(device) or "OMP_NUM_THREADS" in os.environ:
         return None
     threads = max(1, (os.cpu_count() or 1) // comm.get_local_size())
     torch.set_num_threads(threads)

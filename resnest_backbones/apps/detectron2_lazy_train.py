@@ -125,7 +125,7 @@ def main(args):
     check_lazy_config(cfg, training=not args.eval_only)
     register_synthetic(cfg)
     default_setup(cfg, args)
-    set_cpu_threads()
+    set_cpu_threads(cfg.train.device)
     if args.eval_only:
         model = instantiate(cfg.model)
         model.to(cfg.train.device)

@@ -193,7 +193,7 @@ def setup(args):
     register_synthetic_datasets(cfg)
     cfg.freeze()
     default_setup(cfg, args)
-    threads = set_cpu_threads()
+    threads = set_cpu_threads(cfg.MODEL.DEVICE)
     if threads:
         logger.info(f"{comm.get_local_size()} CPU processes on this machine: {threads} torch threads each "
                     "(set OMP_NUM_THREADS to choose)")
