@@ -95,7 +95,9 @@ param_scheduler = [
 ]
 # Drawings of every 5th validation batch's first image: ground truth (left) beside the predictions with score >= 0.5
 # (right), in <work_dir>/<time>/vis_data/vis_image/ (mim test draws every test image there, or into --show-dir).
-default_hooks = dict(logger=dict(interval=10), checkpoint=dict(by_epoch=False, interval=-1, max_keep_ckpts=1),
+# AtomicCheckpointHook: mmengine's CheckpointHook, saving so that a run killed while saving can resume.
+default_hooks = dict(logger=dict(interval=10),
+                     checkpoint=dict(type='AtomicCheckpointHook', by_epoch=False, interval=-1, max_keep_ckpts=1),
                      visualization=dict(draw=True, interval=5, score_thr=0.5))
 log_processor = dict(by_epoch=False)
 

@@ -10,6 +10,8 @@
 - ``custom_hooks = [dict(type='WeightsOnlyCheckpointHook')]``: the checkpoints the run saves hold plain data
   (message-hub logs as lists), so any weights-only ``torch.load`` reads them, e.g. mmseg's ``tools/test.py``, which
   ignores ``runner_type``; loading converts them back for ``--resume``.
+- ``default_hooks = dict(checkpoint=dict(type='AtomicCheckpointHook', ...))``: mmengine's ``CheckpointHook`` with
+  crash-safe saving (``checkpoint_hook.py``; registered by importing this module too).
 
 Config lines (docs/openmmlab.md)::
 
@@ -30,6 +32,7 @@ from mmengine.registry import HOOKS, RUNNERS
 from mmengine.runner import Runner
 from torch import nn
 
+from . import checkpoint_hook  # noqa: F401  registers AtomicCheckpointHook for the configs that select it
 from .mmengine_checkpoints import from_plain, mmengine_checkpoint_globals, to_plain
 from .registration import register
 

@@ -38,7 +38,9 @@ optim_wrapper = dict(optimizer=dict(type='SGD', lr=0.01, momentum=0.9, weight_de
 param_scheduler = [dict(type='PolyLR', eta_min=1e-4, power=0.9, begin=0, by_epoch=False)]
 # Drawings of every 3rd validation image (4 of the 12): ground truth (left) beside the prediction (right), in
 # <work_dir>/<time>/vis_data/vis_image/ (mim test too, or into --show-dir).
-default_hooks = dict(logger=dict(interval=10), checkpoint=dict(by_epoch=False, interval=-1, max_keep_ckpts=1),
+# AtomicCheckpointHook: mmengine's CheckpointHook, saving so that a run killed while saving can resume.
+default_hooks = dict(logger=dict(interval=10),
+                     checkpoint=dict(type='AtomicCheckpointHook', by_epoch=False, interval=-1, max_keep_ckpts=1),
                      visualization=dict(draw=True, interval=3))
 
 # CPU-friendly distributed settings (used only with --launcher pytorch): gloo instead of NCCL, and DDP without
