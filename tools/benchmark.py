@@ -1,32 +1,41 @@
 #!/usr/bin/env python
-"""Benchmark ResNeSt-50 (ours: eager and fast path) against timm, mmdet and torchvision ResNet-50, in one process.
+"""Benchmark ResNeSt-50 (ours) against timm, mmdet and torchvision ResNet-50, in one process, one table per workload.
 
-Every model gets the same inputs, dtype (fp32; AMP rows on CUDA), mode and memory format within a row. Models are
-interleaved (one run of each, round after round) and medians are reported, so background load hits all of them
-alike. Before any time is reported, the outputs of our eager model, our fast path, timm's and mmdet's (all holding
+Every model gets the same inputs, dtype, mode and memory format within a table. Models are interleaved (one run of
+each, round after round) and medians are reported, so background load hits all of them alike; ratios compare numbers
+of the same run. Before any time is reported, the outputs of our model, our fast path, timm's and mmdet's (all holding
 the same weights) are checked equal.
 
-Workloads:
-    cls    8x3x224x224, eval, no_grad; the full classifier where the model has one (mmdet's is a backbone only:
-           its row runs the backbone, marked "features").
-    det    1x3x800x1216, eval, no_grad; backbone features (all four stages).
-    train  2x3x512x512, train mode, forward + backward of the sum of the four stages' means, parameter gradients
-           set to None before each step (so allocating them is part of the step).
+Workloads (``--workloads``):
+    cls        8x3x224x224, eval, no_grad; the full classifier where the model has one (mmdet's is a backbone only:
+               its row runs the backbone). Rows: ours plain eager, ours fast path (``to_fast_inference``), peers.
+    det        1x3x800x1216, eval, no_grad, backbone features (all four stages); same rows.
+    train      2x3x512x512, train-mode BN everywhere (mmdet ``norm_eval=False``), forward + backward of the sum of the
+               four stages' means, parameter gradients set to None before each step. Rows: ours (the default
+               training formulation, ``resnest_backbones.memory_efficient``), ours plain eager
+               (``memory_efficient=False``), timm, mmdet, torchvision.
+    train_det  2x3x800x1216, as ``train`` with the stem and res2 frozen (detectron2's FREEZE_AT=2: no gradients,
+               FrozenBatchNorm2d there, train-mode BN in res3-res5). Batch 2: with train-mode BN a batch of one
+               fails in split attention's BN over 1x1 maps (any ResNeSt implementation).
 
-Peak training memory (CPU): each model runs in its own fresh subprocess with glibc's mmap threshold fixed at 64 KiB
-(``MALLOC_MMAP_THRESHOLD_``), so every tensor buffer is mapped on allocation and unmapped on free and the resident set
-follows live memory (with the default, freed blocks stay resident and a second step reuses them unseen). After a
-first (warm-up) step the kernel's resident-set high-water mark is reset (``/proc/self/clear_refs``), a second step
-runs, and "peak MiB" is ``VmHWM - RSS before the step``: what the step itself needed (activations kept for backward,
-gradients, workspaces). "saved MiB" is exact and load-independent: the bytes of the distinct tensors autograd saves
-for backward during the forward pass (``torch.autograd.graph.saved_tensors_hooks``). On CUDA, "peak MiB" is
-``torch.cuda.max_memory_allocated`` over the step minus what was allocated before.
+Training memory, two numbers per model: "saved MiB", exact and load-independent: the bytes of the distinct tensors
+autograd saves for backward in one forward pass (``torch.autograd.graph.saved_tensors_hooks``; parameters included);
+"peak MiB" (CPU): each model in a fresh subprocess with glibc's mmap threshold fixed at 64 KiB
+(``MALLOC_MMAP_THRESHOLD_``), so that every tensor buffer is mapped on allocation and unmapped on free and the
+resident set follows live memory; after a warm-up step the kernel's high-water mark is reset (``/proc/self/
+clear_refs``), a second step runs, and the number is ``VmHWM`` minus the RSS before that step: what the step itself
+needed (saved activations, gradients, workspaces). On CUDA: ``torch.cuda.max_memory_allocated`` over the step minus
+what was allocated before.
 
-Also prints parameters and GMACs (fvcore's FlopCountAnalysis, which counts one multiply-add as one flop) of every
-variant of ``list_models()`` and the peers, and with ``--plot`` draws latency against GMACs and parameters.
+Other outputs: ``--plot`` draws batch-1 latency against GMACs and parameters of every variant (with a params/GMACs
+table, fvcore's count: one multiply-add = one flop); ``--memory-plot`` draws the saved training activations of every
+variant (default formulation and plain eager) against ResNet-50, timm and mmdet. ``tools/benchmark_compile.py``
+times the ``torch.compile``d training step.
 
 Usage:
-    python tools/benchmark.py --quick --plot docs/latency_vs_gflops.png
+    python tools/benchmark.py --workloads train train_det --threads 2        # the training tables
+    python tools/benchmark.py --workloads cls det --channels-last --threads 2  # the inference tables
+    python tools/benchmark.py --device cuda --amp                             # on a GPU, with autocast rows
 """
 import argparse
 import copy
@@ -47,19 +56,24 @@ from torch import nn  # noqa: E402
 import resnest_backbones as rb  # noqa: E402
 from resnest_backbones.fast_inference import to_fast_inference  # noqa: E402
 from resnest_backbones.keymaps import official_to_openmmlab  # noqa: E402
+from resnest_backbones.layers import FrozenBatchNorm2d  # noqa: E402
 
-OURS, FAST, TIMM, MMDET, TV = ("ResNeSt-50 ours eager", "ResNeSt-50 ours fast path", "timm resnest50d",
-                               "mmdet ResNeSt-50", "torchvision resnet50")
+OURS, PLAIN, FAST, TIMM, MMDET, TV = ("ResNeSt-50 ours", "ResNeSt-50 ours plain eager", "ResNeSt-50 ours fast path",
+                                      "timm resnest50d", "mmdet ResNeSt-50", "torchvision resnet50")
 PEER_RESNESTS = (TIMM, MMDET)
-WORKLOADS = {"cls": (8, 224, 224), "det": (1, 800, 1216), "train": (2, 512, 512)}
+TRAINING = ("train", "train_det")
+WORKLOADS = {"cls": (8, 224, 224), "det": (1, 800, 1216), "train": (2, 512, 512), "train_det": (2, 800, 1216)}
 SHAPES = dict(WORKLOADS, cls_b1=(1, 224, 224))  # cls_b1: batch-1 latency of the variant sweep
+STEM_AND_RES2 = {OURS: ("conv1", "bn1", "layer1"), PLAIN: ("conv1", "bn1", "layer1"),
+                 TIMM: ("conv1", "bn1", "layer1"), TV: ("conv1", "bn1", "layer1"),
+                 MMDET: ("stem", "layer1")}
 
 
 # ----------------------------------------------------------------------------------------------------------- models
-def _features_torchvision(model: nn.Module, x: torch.Tensor) -> List[torch.Tensor]:
-    x = model.maxpool(model.relu(model.bn1(model.conv1(x))))
+def _stages(x: torch.Tensor, stem: Callable, stages) -> List[torch.Tensor]:
+    x = stem(x)
     outputs = []
-    for stage in (model.layer1, model.layer2, model.layer3, model.layer4):
+    for stage in stages:
         x = stage(x)
         outputs.append(x)
     return outputs
@@ -77,52 +91,71 @@ class Entry:
         return self.features(x)
 
 
-def build_models(skip_mmdet: bool = False) -> Dict[str, Entry]:
-    """Our ResNeSt-50 (eager, fused), timm resnest50d, mmdet ResNeSt-50 and torchvision resnet50, same weights for
-    the four ResNeSts (timm's random init copied into ours, mmdet's loaded through the OpenMMLab key layout)."""
+def freeze_stem_and_res2(entry: Entry) -> None:
+    """detectron2's FREEZE_AT=2 on any of the models: no gradients and FrozenBatchNorm2d in the stem and res2."""
+    for name in STEM_AND_RES2[entry.name]:
+        module = FrozenBatchNorm2d.convert_frozen_batchnorm(getattr(entry.model, name))
+        setattr(entry.model, name, module)
+        for parameter in module.parameters():
+            parameter.requires_grad_(False)
+
+
+def build_models(names: Optional[List[str]] = None, training: bool = False) -> Dict[str, Entry]:
+    """The models of ``names`` (default: all of the inference or training rows); the four ResNeSts hold the same
+    weights (timm's random init copied into ours, mmdet's loaded through the OpenMMLab key layout)."""
     import timm
     import torchvision
 
+    names = names or ([OURS, PLAIN, TIMM, MMDET, TV] if training else [PLAIN, FAST, TIMM, MMDET, TV])
     timm_model = timm.create_model("resnest50d", num_classes=1000)
     ours = rb.create_model("resnest50", num_classes=1000)
     rb.load_pretrained(ours, timm_model.state_dict())
-    fast = to_fast_inference(copy.deepcopy(ours).eval())
-    tv = torchvision.models.resnet50()
-
-    def timm_features(x):
+    entries = {}
+    for name in (OURS, PLAIN, FAST):
+        if name in names:
+            model = copy.deepcopy(ours)
+            if name == PLAIN:
+                model.memory_efficient = False
+            elif name == FAST:
+                model = to_fast_inference(model.eval())
+            entries[name] = Entry(name, model, lambda x, m=model: list(m.forward_features(x).values()), model)
+    if TIMM in names:
         m = timm_model
-        x = m.maxpool(m.act1(m.bn1(m.conv1(x))))
-        outputs = []
-        for stage in (m.layer1, m.layer2, m.layer3, m.layer4):
-            x = stage(x)
-            outputs.append(x)
-        return outputs
-
-    entries = {
-        OURS: Entry(OURS, ours, lambda x: list(ours.forward_features(x).values()), ours),
-        FAST: Entry(FAST, fast, lambda x: list(fast.forward_features(x).values()), fast),
-        TIMM: Entry(TIMM, timm_model, timm_features, timm_model),
-    }
-    if not skip_mmdet:
+        entries[TIMM] = Entry(TIMM, m, lambda x: _stages(x, lambda x: m.maxpool(m.act1(m.bn1(m.conv1(x)))),
+                                                         (m.layer1, m.layer2, m.layer3, m.layer4)), m)
+    if MMDET in names:
         from mmdet.models.backbones import ResNeSt as MMDetResNeSt
 
         # norm_eval=False: mmdet's default keeps BN in eval mode during training, which would not be the same work.
         mmdet = MMDetResNeSt(depth=50, stem_channels=64, norm_eval=False, frozen_stages=-1)
-        backbone_state = {k: v for k, v in ours.state_dict().items() if not k.startswith("fc.")}
-        mmdet.load_state_dict(official_to_openmmlab(backbone_state), strict=False)
-        missing = set(mmdet.state_dict()) - set(official_to_openmmlab(backbone_state))
+        backbone_state = official_to_openmmlab({k: v for k, v in ours.state_dict().items() if not k.startswith("fc.")})
+        mmdet.load_state_dict(backbone_state, strict=False)
+        missing = set(mmdet.state_dict()) - set(backbone_state)
         if missing:
             raise RuntimeError(f"mmdet ResNeSt keys not loaded: {sorted(missing)[:5]}")
         entries[MMDET] = Entry(MMDET, mmdet, lambda x: list(mmdet(x)), None)
-    entries[TV] = Entry(TV, tv, lambda x: _features_torchvision(tv, x), tv)
+    if TV in names:
+        tv = torchvision.models.resnet50()
+        entries[TV] = Entry(TV, tv, lambda x: _stages(x, lambda x: tv.maxpool(tv.relu(tv.bn1(tv.conv1(x)))),
+                                                      (tv.layer1, tv.layer2, tv.layer3, tv.layer4)), tv)
     return entries
 
 
+def prepare(entries: Dict[str, Entry], workload: str, device, memory_format) -> None:
+    for entry in entries.values():
+        if workload == "train_det":
+            freeze_stem_and_res2(entry)
+        entry.model.to(device=device, memory_format=memory_format)
+        entry.model.train(workload in TRAINING)
+
+
 def check_outputs_equal(entries: Dict[str, Entry], device: torch.device) -> float:
-    """Raise unless fast path, eager, timm (and mmdet) agree on features and logits; return the worst error."""
+    """Raise unless fast path, timm (and mmdet) agree with our plain eager model on features and logits (eval
+    mode); return the worst relative error."""
     x = torch.rand(2, 3, 224, 224, device=device)
+    reference_entry = entries[PLAIN]
     with torch.no_grad():
-        reference = entries[OURS].features(x) + [entries[OURS].classify(x)]
+        reference = reference_entry.features(x) + [reference_entry.classify(x)]
         worst = 0.0
         for name in (FAST, TIMM, MMDET):
             if name not in entries:
@@ -130,10 +163,10 @@ def check_outputs_equal(entries: Dict[str, Entry], device: torch.device) -> floa
             entry = entries[name]
             outputs = entry.features(x) + ([entry.classify(x)] if entry.classify is not None else [])
             for out, ref in zip(outputs, reference):
-                error = ((out - ref).abs().max() / ref.abs().max()).item()
+                error = ((out.float() - ref.float()).abs().max() / ref.float().abs().max()).item()
                 worst = max(worst, error)
                 if not error <= 1e-4:
-                    raise SystemExit(f"{name} differs from {OURS}: relative error {error:.2e}; no timing reported")
+                    raise SystemExit(f"{name} differs from {PLAIN}: relative error {error:.2e}; no timing reported")
     return worst
 
 
@@ -143,9 +176,10 @@ def _sync(device: torch.device):
         torch.cuda.synchronize()
 
 
-def train_step(entry: Entry, x: torch.Tensor):
+def train_step(entry: Entry, x: torch.Tensor, amp: bool = False):
     entry.model.zero_grad(set_to_none=True)
-    loss = sum(f.float().mean() for f in entry.features(x))
+    with torch.autocast(x.device.type, enabled=amp):
+        loss = sum(f.float().mean() for f in entry.features(x))
     loss.backward()
 
 
@@ -168,8 +202,13 @@ def time_interleaved(entries: List[Entry], make_call: Callable[[Entry], Callable
     return {name: statistics.median(values) for name, values in times.items()}
 
 
+def _input(workload: str, device, memory_format) -> torch.Tensor:
+    batch, height, width = SHAPES[workload]
+    return torch.rand(batch, 3, height, width, device=device).contiguous(memory_format=memory_format)
+
+
 def inference_call(entry: Entry, workload: str, device, memory_format, amp: bool):
-    x = torch.rand(*_shape(workload), device=device).contiguous(memory_format=memory_format)
+    x = _input(workload, device, memory_format)
 
     def call():
         with torch.no_grad(), torch.autocast(device.type, enabled=amp):
@@ -177,18 +216,9 @@ def inference_call(entry: Entry, workload: str, device, memory_format, amp: bool
     return call
 
 
-def training_call(entry: Entry, device, memory_format, amp: bool):
-    x = torch.rand(*_shape("train"), device=device).contiguous(memory_format=memory_format)
-
-    def call():
-        with torch.autocast(device.type, enabled=amp):
-            train_step(entry, x)
-    return call
-
-
-def _shape(workload: str):
-    batch, height, width = SHAPES[workload]
-    return batch, 3, height, width
+def training_call(entry: Entry, workload: str, device, memory_format, amp: bool):
+    x = _input(workload, device, memory_format)
+    return lambda: train_step(entry, x, amp)
 
 
 # ----------------------------------------------------------------------------------------------------------- memory
@@ -200,7 +230,7 @@ def _rss_kib(field: str) -> int:
     raise RuntimeError(f"{field} missing from /proc/self/status")
 
 
-def saved_for_backward_mib(entry: Entry, x: torch.Tensor) -> float:
+def saved_for_backward_mib(entry: Entry, x: torch.Tensor, amp: bool = False) -> float:
     """MiB of the distinct tensors (storages) autograd saves for backward in one forward pass of ``entry``."""
     storages = {}
 
@@ -209,19 +239,20 @@ def saved_for_backward_mib(entry: Entry, x: torch.Tensor) -> float:
         storages[storage.data_ptr()] = storage.nbytes()
         return tensor
 
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor), \
+            torch.autocast(x.device.type, enabled=amp):
         entry.features(x)
     return sum(storages.values()) / 2 ** 20
 
 
-def measure_training_memory_here(name: str, channels_last: bool, threads: int) -> float:
+def measure_training_memory_here(name: str, workload: str, channels_last: bool, threads: int) -> float:
     """In this (fresh) process: MiB the second training step of ``name`` needs above the RSS before it."""
     torch.set_num_threads(threads)
-    entry = build_models(skip_mmdet=name != MMDET)[name]
+    entries = build_models([name], training=True)
     memory_format = torch.channels_last if channels_last else torch.contiguous_format
-    entry.model.train()
-    entry.model.to(memory_format=memory_format)
-    x = torch.rand(*_shape("train")).contiguous(memory_format=memory_format)
+    prepare(entries, workload, torch.device("cpu"), memory_format)
+    entry = entries[name]
+    x = _input(workload, "cpu", memory_format)
     train_step(entry, x)
     entry.model.zero_grad(set_to_none=True)
     with open("/proc/self/clear_refs", "w") as clear:
@@ -231,24 +262,26 @@ def measure_training_memory_here(name: str, channels_last: bool, threads: int) -
     return (_rss_kib("VmHWM") - before) / 1024
 
 
-def training_memory_subprocess(name: str, channels_last: bool, threads: int) -> float:
-    command = [sys.executable, os.path.abspath(__file__), "--_memory-of", name, "--threads", str(threads)]
+def training_memory_subprocess(name: str, workload: str, channels_last: bool, threads: int) -> float:
+    command = [sys.executable, os.path.abspath(__file__), "--_memory-of", name, "--workloads", workload,
+               "--threads", str(threads)]
     if channels_last:
         command.append("--channels-last")
     env = dict(os.environ, MALLOC_MMAP_THRESHOLD_="65536")
-    result = subprocess.run(command, capture_output=True, text=True, check=True, env=env)
+    result = subprocess.run(command, capture_output=True, text=True, env=env)
+    if result.returncode:
+        raise RuntimeError(f"memory measurement of {name} failed:\n{result.stderr[-3000:]}")
     return float(result.stdout.strip().splitlines()[-1])
 
 
-def training_memory_cuda(entry: Entry, device, memory_format, amp: bool) -> float:
-    x = torch.rand(*_shape("train"), device=device).contiguous(memory_format=memory_format)
-    training_call(entry, device, memory_format, amp)()
+def training_memory_cuda(entry: Entry, workload: str, device, memory_format, amp: bool) -> float:
+    x = _input(workload, device, memory_format)
+    train_step(entry, x, amp)
     entry.model.zero_grad(set_to_none=True)
     torch.cuda.synchronize()
     before = torch.cuda.memory_allocated()
     torch.cuda.reset_peak_memory_stats()
-    with torch.autocast(device.type, enabled=amp):
-        train_step(entry, x)
+    train_step(entry, x, amp)
     torch.cuda.synchronize()
     return (torch.cuda.max_memory_allocated() - before) / 2 ** 20
 
@@ -263,20 +296,25 @@ def format_table(rows: List[Dict], columns: List[str]) -> str:
     return "\n".join(lines)
 
 
-def ratio_rows(workload: str, label: str, medians: Dict[str, float], batch: int, memory: Dict[str, float] = None,
-               saved: Dict[str, float] = None):
-    fastest_peer = min(medians[name] for name in PEER_RESNESTS if name in medians)
+def ratio_rows(workload: str, label: str, medians: Dict[str, float], memory: Optional[Dict[str, float]] = None,
+               saved: Optional[Dict[str, float]] = None) -> List[Dict]:
+    peers = [medians[name] for name in PEER_RESNESTS if name in medians]
     rows = []
     for name, seconds in medians.items():
-        row = {"workload": workload, "setting": label, "model": name, "median ms": f"{seconds * 1000:.1f}",
-               "x resnet50": f"{seconds / medians[TV]:.2f}", "x fastest peer ResNeSt": f"{seconds / fastest_peer:.2f}",
-               "img/s": f"{batch / seconds:.1f}"}
-        if memory and name in memory:
-            row["peak MiB"] = f"{memory[name]:.0f}"
-            row["mem x resnet50"] = f"{memory[name] / memory[TV]:.2f}"
-        if saved and name in saved:
-            row["saved MiB"] = f"{saved[name]:.0f}"
-            row["saved x resnet50"] = f"{saved[name] / saved[TV]:.2f}"
+        shown = workload + (" (mmdet: features)" if workload == "cls" and MMDET in medians else "")
+        row = {"workload": shown, "setting": label, "model": name, "median ms": f"{seconds * 1000:.1f}"}
+        if TV in medians:
+            row["x resnet50"] = f"{seconds / medians[TV]:.2f}"
+        if peers:
+            row["x faster peer"] = f"{seconds / min(peers):.2f}"
+        if PLAIN in medians and workload in TRAINING:
+            row["x plain eager"] = f"{seconds / medians[PLAIN]:.3f}"
+        row["img/s"] = f"{SHAPES[workload][0] / seconds:.2f}"
+        for label_, values in (("peak", memory), ("saved", saved)):
+            if values and name in values:
+                row[f"{label_} MiB"] = f"{values[name]:.0f}"
+                if TV in values:
+                    row[f"{label_} x resnet50"] = f"{values[name] / values[TV]:.2f}"
         rows.append(row)
     return rows
 
@@ -302,7 +340,7 @@ def count_complexity(size: int = 224) -> List[Dict]:
     return rows
 
 
-def variant_latency(rows: List[Dict], device, memory_format, repeats: int, size: int = 224):
+def variant_latency(rows: List[Dict], device, memory_format, repeats: int):
     """Add batch-1 eager and fast-path latency (ms, median) to each complexity row; all models interleaved."""
     import timm
     import torchvision
@@ -328,7 +366,26 @@ def variant_latency(rows: List[Dict], device, memory_format, repeats: int, size:
     return rows
 
 
-def plot(rows: List[Dict], path: str, title: str):
+def variant_training_memory(size: int = 256) -> List[Dict]:
+    """Saved training activations (MiB, 2 x 3 x size x size, train-mode BN) of every variant, with the default
+    formulation and plain eager, and of the peers."""
+    rows = []
+    x = torch.rand(2, 3, size, size)
+    for name in rb.list_models():
+        model = rb.create_model(name).train()
+        entry = Entry(name, model, lambda x, m=model: list(m.forward_features(x).values()), None)
+        row = {"model": name, "saved MiB": saved_for_backward_mib(entry, x)}
+        model.memory_efficient = False
+        row["plain eager saved MiB"] = saved_for_backward_mib(entry, x)
+        rows.append(row)
+    peers = build_models([TIMM, MMDET, TV], training=True)
+    prepare(peers, "train", torch.device("cpu"), torch.contiguous_format)
+    for name, entry in peers.items():
+        rows.append({"model": name, "saved MiB": saved_for_backward_mib(entry, x)})
+    return rows
+
+
+def plot_latency(rows: List[Dict], path: str, title: str):
     import matplotlib
 
     matplotlib.use("Agg")
@@ -337,9 +394,8 @@ def plot(rows: List[Dict], path: str, title: str):
     fig, axes = plt.subplots(1, 2, figsize=(10, 4.2), dpi=80)
     for axis, key in zip(axes, ("GMACs", "params M")):
         for row in rows:
-            ours = row["model"] in rb.list_models()
             label = row["model"].replace("resnest50_fast_", "fast_")
-            if ours:
+            if row["model"] in rb.list_models():
                 axis.scatter(row[key], row["fast ms"], color="tab:blue", s=22, label="ours, fast path")
                 axis.scatter(row[key], row["eager ms"], facecolors="none", edgecolors="tab:blue", s=22,
                              label="ours, eager")
@@ -361,94 +417,134 @@ def plot(rows: List[Dict], path: str, title: str):
     print(f"plot written to {path}")
 
 
+def plot_memory(rows: List[Dict], path: str, size: int):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    variants = [row for row in rows if row["model"] in rb.list_models()]
+    peers = {row["model"]: row["saved MiB"] for row in rows if row["model"] not in rb.list_models()}
+    fig, axis = plt.subplots(figsize=(10, 4.2), dpi=80)
+    positions = range(len(variants))
+    axis.bar([p - 0.2 for p in positions], [row["plain eager saved MiB"] for row in variants], 0.4,
+             color="tab:gray", label="ours, plain eager (as timm/mmdet)")
+    axis.bar([p + 0.2 for p in positions], [row["saved MiB"] for row in variants], 0.4, color="tab:blue",
+             label="ours, default training formulation")
+    styles = {TV: ("black", "-"), TIMM: ("tab:red", "--"), MMDET: ("tab:orange", ":")}
+    for name, value in peers.items():
+        color, style = styles[name]
+        axis.axhline(value, color=color, linestyle=style, linewidth=1, label=f"{name}: {value:.0f} MiB")
+    axis.set_xticks(list(positions))
+    axis.set_xticklabels([row["model"].replace("resnest50_fast_", "fast_") for row in variants], rotation=30,
+                         fontsize=7, ha="right")
+    axis.set_ylabel("saved activations + weights, MiB")
+    axis.set_yscale("log")
+    axis.set_title(f"Training memory autograd keeps, 2x3x{size}x{size}, train-mode BN (exact, load-independent)",
+                   fontsize=9)
+    axis.grid(alpha=0.3, axis="y")
+    axis.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path)
+    print(f"plot written to {path}")
+
+
 # ----------------------------------------------------------------------------------------------------------- main
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true", help="fewer repeats (a few minutes on 2 CPU cores)")
-    parser.add_argument("--repeats", type=int, help="timed rounds per workload (default 5, --quick 3)")
+    parser.add_argument("--quick", action="store_true", help="3 timed rounds after 1 warm-up (default: 5 after 1)")
+    parser.add_argument("--repeats", type=int, help="timed rounds per workload")
     parser.add_argument("--threads", type=int, default=os.cpu_count(), help="torch.set_num_threads (CPU)")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--amp", action="store_true", help="also run every workload under torch.autocast (float16 "
+                        "on CUDA, bfloat16 on CPU)")
     parser.add_argument("--channels-last", action="store_true", help="also run every workload in channels_last")
     parser.add_argument("--workloads", nargs="+", default=list(WORKLOADS), choices=list(WORKLOADS))
-    parser.add_argument("--no-memory", action="store_true", help="skip the per-model training-memory subprocesses")
-    parser.add_argument("--no-variants", action="store_true", help="skip the params/GMACs table and the plot")
-    parser.add_argument("--plot", help="write latency vs GMACs/params of every variant and the peers to this PNG")
+    parser.add_argument("--no-memory", action="store_true", help="skip the per-model peak-memory subprocesses")
+    parser.add_argument("--plot", help="params/GMACs table and batch-1 latency of every variant, drawn to this PNG")
+    parser.add_argument("--memory-plot", help="saved training activations of every variant, drawn to this PNG")
     parser.add_argument("--_memory-of", dest="memory_of", help=argparse.SUPPRESS)
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if args.amp and args.device == "cpu":
+        print("note: --amp on CPU runs bfloat16 autocast")
+    return args
+
+
+def run_workload(workload: str, label: str, device, memory_format, amp: bool, args, warmup: int,
+                 repeats: int) -> None:
+    training = workload in TRAINING
+    entries = build_models(training=training)
+    prepare(entries, workload, device, memory_format)
+    if training:
+        medians = time_interleaved(list(entries.values()),
+                                   lambda e: training_call(e, workload, device, memory_format, amp),
+                                   device, warmup, repeats)
+        x = _input(workload, device, memory_format)
+        saved = {name: saved_for_backward_mib(entry, x, amp) for name, entry in entries.items()}
+        memory = None
+        if not args.no_memory:
+            if device.type == "cuda":
+                memory = {name: training_memory_cuda(e, workload, device, memory_format, amp)
+                          for name, e in entries.items()}
+            elif not amp:
+                memory = {name: training_memory_subprocess(name, workload, memory_format == torch.channels_last,
+                                                           args.threads) for name in entries}
+        rows = ratio_rows(workload, label, medians, memory, saved)
+    else:
+        medians = time_interleaved(list(entries.values()),
+                                   lambda e: inference_call(e, workload, device, memory_format, amp),
+                                   device, warmup, repeats)
+        rows = ratio_rows(workload, label, medians)
+    print(format_table(rows, list(rows[0])) + "\n", flush=True)
 
 
 def main(argv=None):
     args = parse_args(argv)
     if args.memory_of:
-        print(measure_training_memory_here(args.memory_of, args.channels_last, args.threads))
+        print(measure_training_memory_here(args.memory_of, args.workloads[0], args.channels_last, args.threads))
         return
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     device = torch.device(args.device)
     repeats = args.repeats or (3 if args.quick else 5)
-    warmup = 1 if args.quick else 2
+    warmup = 1
+    started = time.time()
     print(f"torch {torch.__version__}, {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
           f"torch threads {torch.get_num_threads()}, device {device}"
           + (f" ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else "")
-          + f", {repeats} timed rounds after {warmup} warm-up, medians")
+          + f", {repeats} timed rounds after {warmup} warm-up, medians", flush=True)
     entries = build_models()
     for entry in entries.values():
         entry.model.eval()  # separate statements: mmdet's train() returns None
         entry.model.to(device)
-    print(f"outputs equal before timing (fast path, timm, mmdet vs ours eager): max relative error "
-          f"{check_outputs_equal(entries, device):.1e}")
+    print(f"outputs equal before timing (fast path, timm, mmdet vs ours): max relative error "
+          f"{check_outputs_equal(entries, device):.1e}\n", flush=True)
+    del entries
 
     settings = [("fp32", torch.contiguous_format, False)]
     if args.channels_last:
         settings.append(("fp32 channels_last", torch.channels_last, False))
-    if device.type == "cuda":
-        settings.append(("AMP", torch.contiguous_format, True))
-    rows = []
+    if args.amp:
+        settings.append(("AMP" if device.type == "cuda" else "AMP bf16", torch.contiguous_format, True))
     for label, memory_format, amp in settings:
-        for entry in entries.values():
-            entry.model.to(memory_format=memory_format)
         for workload in args.workloads:
-            batch = WORKLOADS[workload][0]
-            if workload == "train":
-                trainable = [e for e in entries.values() if e.name != FAST]  # the fast path is inference-only
-                for entry in trainable:
-                    entry.model.train()
-                medians = time_interleaved(trainable, lambda e: training_call(e, device, memory_format, amp),
-                                           device, warmup, repeats)
-                memory = None
-                x = torch.rand(*_shape("train"), device=device).contiguous(memory_format=memory_format)
-                saved = {e.name: saved_for_backward_mib(e, x) for e in trainable}
-                if not args.no_memory:
-                    if device.type == "cuda":
-                        memory = {e.name: training_memory_cuda(e, device, memory_format, amp) for e in trainable}
-                    else:
-                        memory = {e.name: training_memory_subprocess(e.name, memory_format == torch.channels_last,
-                                                                     args.threads) for e in trainable}
-                for entry in trainable:
-                    entry.model.eval()
-            else:
-                medians = time_interleaved(list(entries.values()),
-                                           lambda e: inference_call(e, workload, device, memory_format, amp),
-                                           device, warmup, repeats)
-                memory = saved = None
-            rows += ratio_rows(workload + ("" if workload != "cls" else " (mmdet: features)"), label, medians,
-                               batch, memory, saved)
-            print(format_table(rows[-len(medians):], list(rows[-1])), flush=True)
-    columns = ["workload", "setting", "model", "median ms", "x resnet50", "x fastest peer ResNeSt", "img/s",
-               "peak MiB", "mem x resnet50", "saved MiB", "saved x resnet50"]
-    print("\nAll workloads:\n" + format_table(rows, columns))
+            run_workload(workload, label, device, memory_format, amp, args, warmup, repeats)
 
-    if not args.no_variants:
+    if args.plot:
         complexity = count_complexity()
-        if args.plot:
-            variant_latency(complexity, device, torch.contiguous_format, 3 if args.quick else 5)
-        columns = ["model", "params M", "GMACs"] + (["eager ms", "fast ms"] if args.plot else [])
+        variant_latency(complexity, device, torch.contiguous_format, 3 if args.quick else 5)
         printable = [{k: (f"{v:.2f}" if isinstance(v, float) else v) for k, v in row.items()} for row in complexity]
-        print("\nParameters and GMACs (fvcore, 224x224, 1000 classes)"
-              + ("; latency batch 1, fp32, median" if args.plot else "") + ":\n" + format_table(printable, columns))
-        if args.plot:
-            plot(complexity, args.plot, f"CPU fp32, batch 1, 224x224, {torch.get_num_threads()} threads "
-                                        f"({os.cpu_count()}-core {platform.machine()})")
+        print("Parameters and GMACs (fvcore, 224x224, 1000 classes); latency batch 1, fp32, median:\n"
+              + format_table(printable, ["model", "params M", "GMACs", "eager ms", "fast ms"]) + "\n")
+        plot_latency(complexity, args.plot, f"CPU fp32, batch 1, 224x224, {torch.get_num_threads()} threads "
+                                            f"({os.cpu_count()}-core {platform.machine()})")
+    if args.memory_plot:
+        rows = variant_training_memory()
+        printable = [{k: (f"{v:.0f}" if isinstance(v, float) else v) for k, v in row.items()} for row in rows]
+        print("Saved training activations + weights, MiB, 2x3x256x256, train-mode BN (exact):\n"
+              + format_table(printable, ["model", "saved MiB", "plain eager saved MiB"]) + "\n")
+        plot_memory(rows, args.memory_plot, 256)
+    print(f"total {time.time() - started:.0f} s")
 
 
 if __name__ == "__main__":
