@@ -98,6 +98,20 @@ def _cpu_worker(local_rank: int, main_func: Callable, world_size: int, num_per_m
         dist.destroy_process_group()
 
 
+def local_main_first(func: Callable):
+    """``func()`` in the first process of each machine, then (after a barrier) in the others: for work on shared
+    files, such as making a dataset, that one process must finish before the others read it."""
+    if comm.get_world_size() <= 1:
+        return func()
+    if comm.get_local_rank() == 0:
+        try:
+            return func()
+        finally:
+            comm.synchronize()  # also after a failure: the others must not wait for ever
+    comm.synchronize()
+    return func()
+
+
 def is_cpu_distributed(device: str) -> bool:
     """Whether this process is one of several and computes on the CPU (``device``: e.g. ``cfg.MODEL.DEVICE``)."""
     return comm.get_world_size() > 1 and torch.device(device).type == "cpu"

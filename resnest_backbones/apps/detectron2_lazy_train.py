@@ -24,8 +24,8 @@ from detectron2.utils import comm
 
 from ..detectron2 import ResNeStCheckpointer, resnest_backbone
 from .detectron2_data import add_synthetic_config, register_synthetic_datasets
-from .detectron2_launch import (create_ddp_model, lazy_sync_bn_keys, refuse_one_image_per_process,
-                                refuse_sync_bn_on_cpu, set_cpu_threads)
+from .detectron2_launch import (create_ddp_model, lazy_sync_bn_keys, local_main_first,
+                                refuse_one_image_per_process, refuse_sync_bn_on_cpu, set_cpu_threads)
 from .detectron2_train import resolve_config_file
 
 logger = logging.getLogger("detectron2.resnest_backbones")
@@ -123,7 +123,7 @@ def main(args):
     args.config_file = resolve_config_file(args.config_file)  # default_setup re-reads it to log it
     cfg = load_lazy_config(args.config_file, args.opts)
     check_lazy_config(cfg, training=not args.eval_only)
-    register_synthetic(cfg)
+    local_main_first(lambda: register_synthetic(cfg))  # one process makes the dataset, then all register it
     default_setup(cfg, args)
     set_cpu_threads(cfg.train.device)
     if args.eval_only:

@@ -30,7 +30,7 @@ from ..detectron2.config import CN
 from ..fast_inference import to_fast_inference
 from .detectron2_data import add_synthetic_config, register_synthetic_datasets
 from .detectron2_visualize import visualize_predictions
-from .detectron2_launch import (check_sync_bn_on_cpu, create_ddp_model, is_cpu_distributed,
+from .detectron2_launch import (check_sync_bn_on_cpu, create_ddp_model, is_cpu_distributed, local_main_first,
                                 refuse_one_image_per_process, set_cpu_threads)
 
 # A child of detectron2's logger, so default_setup's handlers print it (and log.txt keeps it).
@@ -190,7 +190,7 @@ def setup(args):
     check_sync_bn_on_cpu(cfg)
     if not args.eval_only:
         check_images_per_process(cfg, comm.get_world_size())
-    register_synthetic_datasets(cfg)
+    local_main_first(lambda: register_synthetic_datasets(cfg))  # one process makes the dataset, then all register
     cfg.freeze()
     default_setup(cfg, args)
     threads = set_cpu_threads(cfg.MODEL.DEVICE)
