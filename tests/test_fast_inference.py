@@ -175,6 +175,26 @@ def test_onednn_fused_kernels_match_the_plain_path(memory_format):
     for key in reference:
         assert relative_error(fast[key], reference[key]) < 1e-5, key
         assert relative_error(plain[key].detach(), reference[key]) < 1e-5, key
+        # Computed in channels_last inside, returned in the caller's layout.
+        assert fast[key].is_contiguous(memory_format=memory_format), key
+
+
+def test_nchw_input_runs_channels_last_inside_and_returns_nchw():
+    model = randomize(rb.create_model("resnest14")).eval()
+    x = torch.randn(2, 3, 64, 96)
+    with torch.no_grad():
+        reference = model.forward_features(x)
+        fused = to_fast_inference(model)
+        fast = fused.forward_features(x)
+    for key in reference:
+        assert fast[key].is_contiguous() and relative_error(fast[key], reference[key]) < 1e-5, key
+    # Each stage converts once on entry: the blocks in between get channels_last input.
+    blocks_seen = []
+    hook = fused.layer1[0].register_forward_pre_hook(lambda module, args: blocks_seen.append(args[0]))
+    with torch.no_grad():
+        fused.forward_features(x)
+    hook.remove()
+    assert blocks_seen[0].is_contiguous(memory_format=torch.channels_last) and not blocks_seen[0].is_contiguous()
 
 
 def test_old_names_are_deprecated_aliases(monkeypatch):
