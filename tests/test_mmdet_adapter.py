@@ -7,12 +7,21 @@ import torch
 from mmdet.models.backbones import ResNeSt as MMDetResNeSt  # required, never skipped: tools/setup_env.sh installs it
 from mmdet.models.backbones import ResNetV1d
 from mmdet.registry import MODELS
+from mmengine.registry import DefaultScope
 from torch import nn
 
 import resnest_backbones as rb
 from conftest import randomize_norms, rel_err
 from resnest_backbones.mmdet import ResNeStBackbone  # importing registers it
 from resnest_backbones.openmmlab import ResNeStBackbone as SharedBackbone
+
+
+@pytest.fixture(autouse=True)
+def mmdet_scope():
+    """mmengine builds from the registry of the current default scope (a runner sets it from the config's
+    default_scope); another test may have left mmseg's, whose ResNeStBackbone has mmseg's defaults."""
+    with DefaultScope.overwrite_default_scope("mmdet"):
+        yield
 
 
 def _build(**cfg):

@@ -7,6 +7,7 @@ import torch
 from PIL import Image
 from mmseg.datasets import ADE20KDataset, CityscapesDataset  # required, never skipped
 from mmseg.models.backbones import ResNeSt as MMSegResNeSt
+from mmengine.registry import DefaultScope
 from mmseg.registry import MODELS
 
 from conftest import randomize_norms, rel_err
@@ -14,6 +15,13 @@ from resnest_backbones.datasets.synthetic_semantic import make_ade20k_layout, ma
 from resnest_backbones.mmseg import ResNeStBackbone  # importing registers it
 
 D8 = dict(strides=(1, 2, 1, 1), dilations=(1, 1, 2, 4))
+
+
+@pytest.fixture(autouse=True)
+def mmseg_scope():
+    """mmengine builds from the registry of the current default scope; another test may have left mmdet's."""
+    with DefaultScope.overwrite_default_scope("mmseg"):
+        yield
 
 
 def test_registered_in_mmseg_under_its_own_name_with_mmseg_defaults():

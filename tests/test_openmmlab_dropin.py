@@ -15,6 +15,7 @@ import torch
 from mmdet.models.backbones import ResNeSt as MMDetResNeSt  # required, never skipped
 from mmdet.registry import MODELS as MMDET_MODELS
 from mmengine import Config
+from mmengine.registry import DefaultScope
 from mmengine.model import revert_sync_batchnorm
 from mmseg.models.backbones import ResNeSt as MMSegResNeSt
 from mmseg.registry import MODELS as MMSEG_MODELS
@@ -55,7 +56,8 @@ def _flags(model: nn.Module, names):
 def assert_same_network(framework: str, cfg: dict, size: int = 32, check_train: bool = True):
     """Build ``cfg`` as their ResNeSt and as ResNeStBackbone in the same registry; compare everything."""
     _, registry, _ = FRAMEWORKS[framework]
-    with warnings.catch_warnings():
+    # In the framework's default scope, as its runner sets it (mmengine builds from the current scope's registry).
+    with warnings.catch_warnings(), DefaultScope.overwrite_default_scope(framework):
         warnings.simplefilter("ignore")  # the deprecated 'pretrained' that mmseg's segmentors pass
         theirs = revert_sync_batchnorm(registry.build(dict(cfg)))  # SyncBN needs CUDA in forward
         ours = revert_sync_batchnorm(registry.build({**cfg, "type": "ResNeStBackbone"}))
@@ -188,8 +190,9 @@ def test_open_mmlab_url_loads_what_mmengine_loads_and_caches_there(how, openmmla
     source = randomize(MMDetResNeSt(depth=50, stem_channels=64, base_channels=16), seed=3)  # small, same code
     _OneFile.payload = {"/pretrain/resnest50_d2-00000000.pth": _save_backbone(source, tmp_path / "r50.pth")}
     name = "open-mmlab://resnest50"
-    ours = MMDET_MODELS.build(dict(type="ResNeStBackbone", depth=50, stem_channels=64, base_channels=16, **(
-        dict(init_cfg=dict(type="Pretrained", checkpoint=name)) if how == "init_cfg" else dict(pretrained=name))))
+    with DefaultScope.overwrite_default_scope("mmdet"):
+        ours = MMDET_MODELS.build(dict(type="ResNeStBackbone", depth=50, stem_channels=64, base_channels=16, **(
+            dict(init_cfg=dict(type="Pretrained", checkpoint=name)) if how == "init_cfg" else dict(pretrained=name))))
     ours.init_weights()
     cached = os.path.join(torch.hub.get_dir(), "checkpoints", "resnest50_d2-00000000.pth")
     assert os.path.isfile(cached)  # where mmengine's load_url caches it
@@ -207,10 +210,11 @@ def test_open_mmlab_url_loads_what_mmengine_loads_and_caches_there(how, openmmla
 def test_open_mmlab_local_entry_and_unknown_name(openmmlab_home):
     source = randomize(MMSegResNeSt(depth=101, stem_channels=128, base_channels=8), seed=4)
     _save_backbone(source, openmmlab_home / "resnest101_local.pth")
-    ours = MMSEG_MODELS.build(dict(type="ResNeStBackbone", depth=101, stem_channels=128, base_channels=8,
-                                   init_cfg=dict(type="Pretrained", checkpoint="openmmlab://resnest101")))
+    with DefaultScope.overwrite_default_scope("mmseg"):
+        ours = MMSEG_MODELS.build(dict(type="ResNeStBackbone", depth=101, stem_channels=128, base_channels=8,
+                                       init_cfg=dict(type="Pretrained", checkpoint="openmmlab://resnest101")))
+        missing = MMSEG_MODELS.build(dict(type="ResNeStBackbone", depth=101, pretrained="open-mmlab://resnest1O1"))
     ours.init_weights()
     assert torch.equal(ours.conv1[0].weight, source.stem[0].weight)
-    missing = MMSEG_MODELS.build(dict(type="ResNeStBackbone", depth=101, pretrained="open-mmlab://resnest1O1"))
     with pytest.raises(KeyError, match="not in mmengine's open-mmlab model table"):
         missing.init_weights()

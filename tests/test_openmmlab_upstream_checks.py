@@ -8,6 +8,7 @@ import pytest
 import torch
 from mmdet.models.backbones import ResNeSt as MMDetResNeSt  # required, never skipped
 from mmdet.registry import MODELS as MMDET_MODELS
+from mmengine.registry import DefaultScope
 from mmseg.models.backbones import ResNeSt as MMSegResNeSt
 from mmseg.registry import MODELS as MMSEG_MODELS
 from torch import nn
@@ -22,7 +23,9 @@ BOTH = pytest.mark.parametrize("framework", ["mmdet", "mmseg"])
 
 
 def build(framework: str, **cfg) -> nn.Module:
-    return REGISTRIES[framework].build(dict(type="ResNeStBackbone", **cfg))
+    # In the framework's default scope, as its runner sets it (mmengine builds from the current scope's registry).
+    with DefaultScope.overwrite_default_scope(framework):
+        return REGISTRIES[framework].build(dict(type="ResNeStBackbone", **cfg))
 
 
 def norms(module: nn.Module):
