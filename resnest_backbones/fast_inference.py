@@ -129,11 +129,16 @@ def _channels_last_applies(x: torch.Tensor) -> bool:
             and x.dtype == torch.float32 and x.dim() == 4)
 
 
+def _layout_of(x: torch.Tensor) -> torch.memory_format:
+    """channels_last for a channels_last tensor, else NCHW (``contiguous_format``)."""
+    if x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous():
+        return torch.channels_last
+    return torch.contiguous_format
+
+
 def _in_input_layout(out: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     """``out`` in the memory layout of ``x`` (NCHW-contiguous unless ``x`` is channels_last)."""
-    if x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous():
-        return out.contiguous(memory_format=torch.channels_last)
-    return out.contiguous()
+    return out.contiguous(memory_format=_layout_of(x))
 
 
 def conv_only(conv: nn.Module, x: torch.Tensor) -> torch.Tensor:
@@ -245,7 +250,14 @@ class FusedSplitAttention(_EvalOnly):
         gap = gap.view(batch, self.radix, self.out_channels).sum(1).view(batch, self.out_channels, 1, 1)
         attention = F.softmax(self.attention(gap).view(batch, self.radix, self.out_channels, 1, 1), dim=1)
         splits = x.view(batch, self.radix, self.out_channels, x.size(2), x.size(3))
-        out = splits[:, 0] * attention[:, 0]
+        if torch.is_grad_enabled() or torch.jit.is_tracing():  # out= has no autograd; traces stay plain
+            out = splits[:, 0] * attention[:, 0]
+        else:
+            # Into a buffer in x's layout: a product of split views gets strides that, for a batch of one, the next
+            # ops (the avd pool) do not recognise as channels_last, and they would copy it to NCHW.
+            out = torch.mul(splits[:, 0], attention[:, 0], out=torch.empty(
+                batch, self.out_channels, x.size(2), x.size(3), dtype=x.dtype, device=x.device,
+                memory_format=_layout_of(x)))
         for index in range(1, self.radix):
             out.addcmul_(splits[:, index], attention[:, index])
         return out

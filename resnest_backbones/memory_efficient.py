@@ -305,7 +305,10 @@ def _weighted_sum(r: torch.Tensor, attention: torch.Tensor, scratch: Optional[to
     order: a fused multiply-add would round differently), with one split-sized buffer for the products (``scratch``
     if it has the products' dtype)."""
     splits = _splits(r, attention.size(1))
-    out = splits[:, 0] * attention[:, 0]
+    # Into a buffer in r's layout: a product of split views gets strides that, for a batch of one, later ops do not
+    # recognise as channels_last.
+    out = torch.mul(splits[:, 0], attention[:, 0], out=torch.empty(
+        splits[:, 0].shape, dtype=torch.result_type(r, attention), device=r.device, memory_format=_memory_format(r)))
     if attention.size(1) > 1:
         product = scratch if scratch is not None and scratch.dtype == out.dtype else torch.empty_like(out)
         for index in range(1, attention.size(1)):
