@@ -67,6 +67,7 @@ def compare_with_eager(model: nn.Module, x: torch.Tensor, tolerance: float, expe
     model.train()
     eager = copy.deepcopy(model)
     eager.memory_efficient = False
+    model.memory_efficient = True  # these inputs are below the default's size threshold
     out_me, grad_me, nodes = train_step(model, x, **step)
     out_eager, grad_eager, eager_nodes = train_step(eager, x, **step)
     assert eager_nodes == 0
@@ -149,6 +150,7 @@ def test_autocast_bfloat16_close_to_eager():
     model = randomize(rb.ResNeSt([1, 1, 1, 1])).train()
     eager = copy.deepcopy(model)
     eager.memory_efficient = False
+    model.memory_efficient = True
     x, results = torch.randn(2, 3, 96, 96), []
     for m in (model, eager):
         with torch.autocast("cpu", dtype=torch.bfloat16):
@@ -182,6 +184,7 @@ def _saved_activation_bytes(forward, x) -> int:
 def test_saved_activations_at_resnet50_level():
     x = torch.rand(2, 3, 128, 128)
     ours = rb.create_model("resnest50").train()
+    ours.memory_efficient = True  # (the default engages from 2x3x512x512 on: test_default_engages_on_large_inputs)
     resnet = torchvision.models.resnet50().train()
     reference = _saved_activation_bytes(resnet, x)
     ratio = _saved_activation_bytes(ours.forward_features, x) / reference
@@ -200,12 +203,23 @@ def test_plain_path_under_tracing_scripting_and_eval():
     scripted = torch.jit.script(copy.deepcopy(model))
     assert set(scripted(x)) == {"res2", "res3", "res4", "res5"}
     block = model.layer1[0]
+    block.memory_efficient = True
     assert memory_efficient.applies(block, x.new_empty(2, 128, 16, 16))
     block.eval()
     assert not memory_efficient.applies(block, x.new_empty(2, 128, 16, 16))
     block.train()
     with torch.no_grad():
         assert not memory_efficient.applies(block, x.new_empty(2, 128, 16, 16))
+
+
+def test_default_engages_on_large_inputs():
+    block = rb.ResNeSt([1, 1, 1, 1]).train().layer1[0]
+    assert block.memory_efficient is None
+    small, large = torch.empty(2, 64, 16, 16), torch.empty(2, 64, 128, 128)  # (a 2x3x512x512 input's layer1)
+    assert not memory_efficient.applies(block, small) and memory_efficient.applies(block, large)
+    block.memory_efficient = True
+    assert memory_efficient.applies(block, small)
+    assert not memory_efficient.applies(block, large.to("meta"))  # not a supported device
 
 
 def test_switch():

@@ -39,6 +39,7 @@ Usage:
 """
 import argparse
 import copy
+import json
 import os
 import platform
 import statistics
@@ -64,6 +65,7 @@ PEER_RESNESTS = (TIMM, MMDET)
 TRAINING = ("train", "train_det")
 WORKLOADS = {"cls": (8, 224, 224), "det": (1, 800, 1216), "train": (2, 512, 512), "train_det": (2, 800, 1216)}
 SHAPES = dict(WORKLOADS, cls_b1=(1, 224, 224))  # cls_b1: batch-1 latency of the variant sweep
+MEMORY_EFFICIENT = {"auto": None, "on": True, "off": False}
 STEM_AND_RES2 = {OURS: ("conv1", "bn1", "layer1"), PLAIN: ("conv1", "bn1", "layer1"),
                  TIMM: ("conv1", "bn1", "layer1"), TV: ("conv1", "bn1", "layer1"),
                  MMDET: ("stem", "layer1")}
@@ -100,9 +102,11 @@ def freeze_stem_and_res2(entry: Entry) -> None:
             parameter.requires_grad_(False)
 
 
-def build_models(names: Optional[List[str]] = None, training: bool = False) -> Dict[str, Entry]:
+def build_models(names: Optional[List[str]] = None, training: bool = False,
+                 memory_efficient: Optional[bool] = None) -> Dict[str, Entry]:
     """The models of ``names`` (default: all of the inference or training rows); the four ResNeSts hold the same
-    weights (timm's random init copied into ours, mmdet's loaded through the OpenMMLab key layout)."""
+    weights (timm's random init copied into ours, mmdet's loaded through the OpenMMLab key layout).
+    ``memory_efficient`` is the training formulation of the "ours" row (None: the default; True forces it on CUDA)."""
     import timm
     import torchvision
 
@@ -116,6 +120,8 @@ def build_models(names: Optional[List[str]] = None, training: bool = False) -> D
             model = copy.deepcopy(ours)
             if name == PLAIN:
                 model.memory_efficient = False
+            elif name == OURS:
+                model.memory_efficient = memory_efficient
             elif name == FAST:
                 model = to_fast_inference(model.eval())
             entries[name] = Entry(name, model, lambda x, m=model: list(m.forward_features(x).values()), model)
@@ -185,15 +191,20 @@ def train_step(entry: Entry, x: torch.Tensor, amp: bool = False):
 
 def time_interleaved(entries: List[Entry], make_call: Callable[[Entry], Callable[[], None]], device, warmup: int,
                      repeats: int) -> Dict[str, float]:
-    """Median seconds per call; models run one after another in each round so load changes hit all of them."""
+    """Median seconds per call; models run one after another in each round so load changes hit all of them, and
+    the order rotates from round to round so that no model always follows the same one (allocator and cache state
+    left by the previous model moved single ratios by several percent)."""
     calls = {entry.name: make_call(entry) for entry in entries}
     for _ in range(warmup):
         for call in calls.values():
             call()
     _sync(device)
     times = {name: [] for name in calls}
-    for _ in range(repeats):
-        for name, call in calls.items():
+    names = list(calls)
+    for round_index in range(repeats):
+        shift = round_index % len(names)
+        for name in names[shift:] + names[:shift]:
+            call = calls[name]
             _sync(device)
             start = time.perf_counter()
             call()
@@ -245,33 +256,41 @@ def saved_for_backward_mib(entry: Entry, x: torch.Tensor, amp: bool = False) -> 
     return sum(storages.values()) / 2 ** 20
 
 
-def measure_training_memory_here(name: str, workload: str, channels_last: bool, threads: int) -> float:
-    """In this (fresh) process: MiB the second training step of ``name`` needs above the RSS before it."""
+def measure_training_memory_here(name: str, workloads: List[str], channels_last: bool, threads: int,
+                                 memory_efficient: Optional[bool] = None) -> Dict:
+    """In this (fresh) process, per training workload: MiB the second training step of ``name`` needs above the
+    RSS before it."""
     torch.set_num_threads(threads)
-    entries = build_models([name], training=True)
     memory_format = torch.channels_last if channels_last else torch.contiguous_format
-    prepare(entries, workload, torch.device("cpu"), memory_format)
-    entry = entries[name]
-    x = _input(workload, "cpu", memory_format)
-    train_step(entry, x)
-    entry.model.zero_grad(set_to_none=True)
-    with open("/proc/self/clear_refs", "w") as clear:
-        clear.write("5")  # resets VmHWM to the current RSS
-    before = _rss_kib("VmRSS")
-    train_step(entry, x)
-    return (_rss_kib("VmHWM") - before) / 1024
+    result = {}
+    for workload in workloads:
+        entries = build_models([name], training=True, memory_efficient=memory_efficient)
+        prepare(entries, workload, torch.device("cpu"), memory_format)
+        entry = entries[name]
+        x = _input(workload, "cpu", memory_format)
+        train_step(entry, x)
+        entry.model.zero_grad(set_to_none=True)
+        with open("/proc/self/clear_refs", "w") as clear:
+            clear.write("5")  # resets VmHWM to the current RSS
+        before = _rss_kib("VmRSS")
+        train_step(entry, x)
+        result[workload] = (_rss_kib("VmHWM") - before) / 1024
+        del entries, entry, x
+    return result
 
 
-def training_memory_subprocess(name: str, workload: str, channels_last: bool, threads: int) -> float:
-    command = [sys.executable, os.path.abspath(__file__), "--_memory-of", name, "--workloads", workload,
-               "--threads", str(threads)]
+def training_memory_subprocess(name: str, workloads: List[str], channels_last: bool, threads: int,
+                               memory_efficient: str = "auto") -> Dict:
+    """``{workload: peak MiB}`` of ``name``, measured in one fresh process (see the module docstring)."""
+    command = [sys.executable, os.path.abspath(__file__), "--_memory-of", name, "--workloads", *workloads,
+               "--threads", str(threads), "--memory-efficient", memory_efficient]
     if channels_last:
         command.append("--channels-last")
     env = dict(os.environ, MALLOC_MMAP_THRESHOLD_="65536")
     result = subprocess.run(command, capture_output=True, text=True, env=env)
     if result.returncode:
         raise RuntimeError(f"memory measurement of {name} failed:\n{result.stderr[-3000:]}")
-    return float(result.stdout.strip().splitlines()[-1])
+    return json.loads(result.stdout.strip().splitlines()[-1])
 
 
 def training_memory_cuda(entry: Entry, workload: str, device, memory_format, amp: bool) -> float:
@@ -284,6 +303,44 @@ def training_memory_cuda(entry: Entry, workload: str, device, memory_format, amp
     train_step(entry, x, amp)
     torch.cuda.synchronize()
     return (torch.cuda.max_memory_allocated() - before) / 2 ** 20
+
+
+# ----------------------------------------------------------------------------------------------------------- profile
+PROFILE_GROUPS = (  # (group, substrings of aten/mkldnn op names), first match wins
+    ("conv backward", ("convolution_backward", "conv2d_backward", "conv_depthwise2d_backward")),
+    ("conv forward", ("convolution", "conv2d")),
+    ("BN backward", ("batch_norm_backward",)),
+    ("BN forward", ("batch_norm",)),
+    ("ReLU fwd+bwd", ("relu", "threshold", "clamp")),
+    ("pools fwd+bwd", ("pool",)),
+    ("split attention / residual element-wise", ("mul", "add", "sum", "mean", "softmax", "sigmoid", "div", "fill",
+                                                 "copy", "where")),
+)
+
+
+def profile_rows(entries: Dict[str, Entry], workload: str, device, memory_format, amp: bool) -> List[Dict]:
+    """Self CPU time of one training step per op group and model (torch.profiler; warm-up step first)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    rows = []
+    for name, entry in entries.items():
+        x = _input(workload, device, memory_format)
+        train_step(entry, x, amp)
+        with profile(activities=[ProfilerActivity.CPU]) as prof:
+            train_step(entry, x, amp)
+        groups = {group: 0.0 for group, _ in PROFILE_GROUPS}
+        groups["other"] = 0.0
+        for event in prof.key_averages():
+            if not event.key.startswith(("aten::", "mkldnn::")):
+                continue
+            op = event.key.split("::", 1)[1]
+            group = next((g for g, keys in PROFILE_GROUPS if any(k in op for k in keys)), "other")
+            groups[group] += event.self_cpu_time_total / 1000
+        total = sum(groups.values())
+        row = {"model": name, "total ms": f"{total:.0f}"}
+        row.update({group: f"{ms:.0f} ({100 * ms / total:.0f}%)" for group, ms in groups.items()})
+        rows.append(row)
+    return rows
 
 
 # ----------------------------------------------------------------------------------------------------------- report
@@ -459,10 +516,16 @@ def parse_args(argv=None):
     parser.add_argument("--amp", action="store_true", help="also run every workload under torch.autocast (float16 "
                         "on CUDA, bfloat16 on CPU)")
     parser.add_argument("--channels-last", action="store_true", help="also run every workload in channels_last")
-    parser.add_argument("--workloads", nargs="+", default=list(WORKLOADS), choices=list(WORKLOADS))
+    parser.add_argument("--workloads", nargs="*", default=list(WORKLOADS), choices=list(WORKLOADS),
+                        help="tables to print (default: all; none with --plot/--memory-plot alone)")
     parser.add_argument("--no-memory", action="store_true", help="skip the per-model peak-memory subprocesses")
     parser.add_argument("--plot", help="params/GMACs table and batch-1 latency of every variant, drawn to this PNG")
     parser.add_argument("--memory-plot", help="saved training activations of every variant, drawn to this PNG")
+    parser.add_argument("--memory-efficient", choices=("auto", "on", "off"), default="auto",
+                        help="training formulation of the 'ours' rows: auto (the default: on for CPU), on (forced, "
+                        "e.g. on CUDA), off")
+    parser.add_argument("--profile", action="store_true", help="also print where the time of each training step "
+                        "goes (torch.profiler, self CPU time per op group)")
     parser.add_argument("--_memory-of", dest="memory_of", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.amp and args.device == "cpu":
@@ -470,10 +533,10 @@ def parse_args(argv=None):
     return args
 
 
-def run_workload(workload: str, label: str, device, memory_format, amp: bool, args, warmup: int,
-                 repeats: int) -> None:
+def run_workload(workload: str, label: str, device, memory_format, amp: bool, args, warmup: int, repeats: int,
+                 cpu_peaks: Optional[Dict[str, Dict]] = None) -> None:
     training = workload in TRAINING
-    entries = build_models(training=training)
+    entries = build_models(training=training, memory_efficient=MEMORY_EFFICIENT[args.memory_efficient])
     prepare(entries, workload, device, memory_format)
     if training:
         medians = time_interleaved(list(entries.values()),
@@ -482,14 +545,16 @@ def run_workload(workload: str, label: str, device, memory_format, amp: bool, ar
         x = _input(workload, device, memory_format)
         saved = {name: saved_for_backward_mib(entry, x, amp) for name, entry in entries.items()}
         memory = None
-        if not args.no_memory:
-            if device.type == "cuda":
-                memory = {name: training_memory_cuda(e, workload, device, memory_format, amp)
-                          for name, e in entries.items()}
-            elif not amp:
-                memory = {name: training_memory_subprocess(name, workload, memory_format == torch.channels_last,
-                                                           args.threads) for name in entries}
+        if not args.no_memory and device.type == "cuda":
+            memory = {name: training_memory_cuda(e, workload, device, memory_format, amp)
+                      for name, e in entries.items()}
+        elif cpu_peaks:
+            memory = {name: peaks[workload] for name, peaks in cpu_peaks.items()}
         rows = ratio_rows(workload, label, medians, memory, saved)
+        if args.profile:
+            profile = profile_rows(entries, workload, device, memory_format, amp)
+            print(f"Where the time goes, {workload} {label} (self CPU time of one step, ms):\n"
+                  + format_table(profile, list(profile[0])) + "\n")
     else:
         medians = time_interleaved(list(entries.values()),
                                    lambda e: inference_call(e, workload, device, memory_format, amp),
@@ -501,7 +566,8 @@ def run_workload(workload: str, label: str, device, memory_format, amp: bool, ar
 def main(argv=None):
     args = parse_args(argv)
     if args.memory_of:
-        print(measure_training_memory_here(args.memory_of, args.workloads[0], args.channels_last, args.threads))
+        print(json.dumps(measure_training_memory_here(args.memory_of, args.workloads, args.channels_last,
+                                                      args.threads, MEMORY_EFFICIENT[args.memory_efficient])))
         return
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
@@ -513,22 +579,30 @@ def main(argv=None):
           f"torch threads {torch.get_num_threads()}, device {device}"
           + (f" ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else "")
           + f", {repeats} timed rounds after {warmup} warm-up, medians", flush=True)
-    entries = build_models()
-    for entry in entries.values():
-        entry.model.eval()  # separate statements: mmdet's train() returns None
-        entry.model.to(device)
-    print(f"outputs equal before timing (fast path, timm, mmdet vs ours): max relative error "
-          f"{check_outputs_equal(entries, device):.1e}\n", flush=True)
-    del entries
+    if args.workloads:
+        entries = build_models()
+        for entry in entries.values():
+            entry.model.eval()  # separate statements: mmdet's train() returns None
+            entry.model.to(device)
+        print(f"outputs equal before timing (fast path, timm, mmdet vs ours): max relative error "
+              f"{check_outputs_equal(entries, device):.1e}\n", flush=True)
+        del entries
 
     settings = [("fp32", torch.contiguous_format, False)]
     if args.channels_last:
         settings.append(("fp32 channels_last", torch.channels_last, False))
     if args.amp:
         settings.append(("AMP" if device.type == "cuda" else "AMP bf16", torch.contiguous_format, True))
+    training = [w for w in args.workloads if w in TRAINING]
     for label, memory_format, amp in settings:
+        cpu_peaks = None
+        if training and device.type == "cpu" and not amp and not args.no_memory:
+            # One fresh process per model measures all training workloads of this memory format.
+            cpu_peaks = {name: training_memory_subprocess(name, training, memory_format == torch.channels_last,
+                                                          args.threads, args.memory_efficient)
+                         for name in (OURS, PLAIN, TIMM, MMDET, TV)}
         for workload in args.workloads:
-            run_workload(workload, label, device, memory_format, amp, args, warmup, repeats)
+            run_workload(workload, label, device, memory_format, amp, args, warmup, repeats, cpu_peaks)
 
     if args.plot:
         complexity = count_complexity()
