@@ -400,8 +400,12 @@ class _BottleneckCore(torch.autograd.Function):
                 # grad_r's buffer first holds the products for the attention gradient.
                 grad_r = torch.empty_like(r)
                 grad_splits = _splits(grad_r, sa.radix)
-                grad_attention = torch.mul(grad_out.unsqueeze(1), _splits(r, sa.radix), out=grad_splits).sum(
-                    (3, 4), keepdim=True)
+                if torch.result_type(grad_out, r) == r.dtype:
+                    products = torch.mul(grad_out.unsqueeze(1), _splits(r, sa.radix), out=grad_splits)
+                else:  # autocast with float attention: the products stay float, as autograd keeps them
+                    products = grad_out.unsqueeze(1) * _splits(r, sa.radix)
+                grad_attention = products.sum((3, 4), keepdim=True)
+                del products
                 params = _mlp_parameters(sa)
                 wanted = [p for p, need in zip(params, needs[10:]) if need]
                 grads = torch.autograd.grad(ctx.attention, [ctx.gap] + wanted,
