@@ -24,7 +24,7 @@ from detectron2.solver.build import get_default_optimizer_params, maybe_add_grad
 from detectron2.utils import comm
 
 from .. import config_path
-from ..compat import enable_lvis_on_numpy2
+from ..compat import lvis_on_numpy2
 from ..detectron2 import ResNeStCheckpointer, find_resnest, load_config
 from ..detectron2.config import CN
 from ..fast_inference import to_fast_inference
@@ -53,6 +53,15 @@ def load_training_config(config_file: str = "", opts=(), freeze: bool = True) ->
     """``resnest_backbones.detectron2.load_config`` with this trainer's keys added."""
     return load_config(config_file, opts, freeze, add_configs=(add_training_config,))
 
+
+class NumpyCompatLVISEvaluator(LVISEvaluator):
+    """detectron2's ``LVISEvaluator`` with numpy's ``np.float`` alias, which the ``lvis`` package (0.5.3, its latest)
+    still uses, defined only while it evaluates (``compat.lvis_on_numpy2``): numpy's namespace is unchanged
+    elsewhere in the process."""
+
+    def evaluate(self, *args, **kwargs):
+        with lvis_on_numpy2():
+            return super().evaluate(*args, **kwargs)
 
 class Trainer(DefaultTrainer):
     """detectron2's ``DefaultTrainer`` for ResNeSt detectors (see the module docstring)."""
@@ -121,8 +130,7 @@ class Trainer(DefaultTrainer):
             return COCOEvaluator(dataset_name, output_dir=output_folder, use_fast_impl=False,
                                  max_dets_per_image=cfg.TEST.DETECTIONS_PER_IMAGE)
         if kind == "lvis":
-            enable_lvis_on_numpy2()
-            return LVISEvaluator(dataset_name, output_dir=output_folder,
+            return NumpyCompatLVISEvaluator(dataset_name, output_dir=output_folder,
                                  max_dets_per_image=cfg.TEST.DETECTIONS_PER_IMAGE)
         raise NotImplementedError(f"No evaluator for dataset {dataset_name!r} (evaluator_type {kind!r}); "
                                   "this trainer evaluates COCO- and LVIS-format instance datasets.")
