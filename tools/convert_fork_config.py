@@ -8,15 +8,11 @@ tools/train_net.py reads the fork's yaml and checkpoints directly.
 
 Logic: resnest_backbones/apps/detectron2_fork_convert.py.
 """
-import os
 import sys
 
-try:
-    import resnest_backbones  # noqa: F401
-except ImportError:  # a checkout without `pip install -e .`
-    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import _checkout  # noqa: F401  (first: a checkout without pip install; OMP_WAIT_POLICY)
 
-from resnest_backbones.apps.detectron2_fork_convert import main  # noqa: E402
+from resnest_backbones.apps.detectron2_fork_convert import main
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -7,15 +7,9 @@ file against eager PyTorch on a sample image (as detectron2's tools/deploy/expor
 
 Logic: resnest_backbones/apps/detectron2_export.py (see its docstring for the two formats).
 """
-import os
-import sys
+import _checkout  # noqa: F401  (first: a checkout without pip install; OMP_WAIT_POLICY)
 
-try:
-    import resnest_backbones  # noqa: F401
-except ImportError:  # a checkout without `pip install -e .`
-    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from resnest_backbones.apps.detectron2_export import main  # noqa: E402
+from resnest_backbones.apps.detectron2_export import main
 
 if __name__ == "__main__":
     main()

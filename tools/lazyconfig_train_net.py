@@ -11,19 +11,10 @@ tools/lazyconfig_train_net.py does (same arguments, same config fields).
 Overrides are `key=value` (LazyConfig.apply_overrides). Logic: resnest_backbones/apps/detectron2_lazy_train.py;
 --num-gpus on a CPU-only machine: as tools/train_net.py (resnest_backbones/apps/detectron2_launch.py).
 """
-import os
-import sys
+import _checkout  # noqa: F401  (first: a checkout without pip install; OMP_WAIT_POLICY)
 
-# Idle OpenMP threads sleep instead of spinning (see tools/train_net.py). Must be set before torch loads OpenMP.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-
-try:
-    import resnest_backbones  # noqa: F401
-except ImportError:  # a checkout without `pip install -e .`
-    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from resnest_backbones.apps.detectron2_launch import launch_tool  # noqa: E402
-from resnest_backbones.apps.detectron2_lazy_train import main  # noqa: E402
+from resnest_backbones.apps.detectron2_launch import launch_tool
+from resnest_backbones.apps.detectron2_lazy_train import main
 
 if __name__ == "__main__":
     launch_tool(main)

@@ -11,20 +11,10 @@ Logic: resnest_backbones/apps/detectron2_train.py. Works from any directory (shi
 ``--num-gpus N`` without CUDA starts N CPU processes (gloo): detectron2's own launch where it can, else
 resnest_backbones/apps/detectron2_launch.py (detectron2 v0.6 asserts CUDA); with CUDA it is detectron2's launch.
 """
-import os
-import sys
+import _checkout  # noqa: F401  (first: a checkout without pip install; OMP_WAIT_POLICY)
 
-# Idle OpenMP threads sleep instead of spinning: on a small CPU shared with other work, spinning threads made a
-# 2-thread training step 2-4x slower (measured on 2 cores). Must be set before torch loads OpenMP; override freely.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-
-try:
-    import resnest_backbones  # noqa: F401
-except ImportError:  # a checkout without `pip install -e .`
-    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from resnest_backbones.apps.detectron2_launch import launch_tool  # noqa: E402
-from resnest_backbones.apps.detectron2_train import main  # noqa: E402
+from resnest_backbones.apps.detectron2_launch import launch_tool
+from resnest_backbones.apps.detectron2_train import main
 
 if __name__ == "__main__":
     launch_tool(main)
