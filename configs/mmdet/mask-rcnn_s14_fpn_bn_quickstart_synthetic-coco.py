@@ -16,7 +16,8 @@
 # ImageNet initialisation (with internet): a child config setting
 # model = dict(backbone=dict(init_cfg=dict(type='Pretrained', checkpoint='resnest://resnest14'))).
 _base_ = 'mmdet::mask_rcnn/mask-rcnn_r50_fpn_1x_coco.py'
-custom_imports = dict(imports=['resnest_backbones.openmmlab.mmdet', 'resnest_backbones.openmmlab.runner'],
+custom_imports = dict(imports=['resnest_backbones.openmmlab.mmdet', 'resnest_backbones.openmmlab.runner',
+                               'resnest_backbones.apps.mmdet_visualize'],
                       allow_failed_imports=False)
 # Stack fixes, opt-in (docs/openmmlab.md): weights-only checkpoint loading, CPU-only --launcher pytorch.
 runner_type = 'SafeRunner'
@@ -95,11 +96,13 @@ param_scheduler = [
     dict(type='CosineAnnealingLR', by_epoch=False, begin=0, eta_min=1e-5),
 ]
 # Drawings of every 5th validation batch's first image: ground truth (left) beside the predictions with score >= 0.5
-# (right), in <work_dir>/<time>/vis_data/vis_image/ (mim test draws every test image there, or into --show-dir).
+# (right) under a legend (the two sides, the threshold, the class colours), in <work_dir>/<time>/vis_data/vis_image/
+# (mim test draws every test image there, or into --show-dir).
 # AtomicCheckpointHook: mmengine's CheckpointHook, saving so that a run killed while saving can resume.
 default_hooks = dict(logger=dict(interval=10),
                      checkpoint=dict(type='AtomicCheckpointHook', by_epoch=False, interval=-1, max_keep_ckpts=1),
                      visualization=dict(draw=True, interval=5, score_thr=0.5))
+visualizer = dict(type='LegendDetLocalVisualizer')  # mmdet's DetLocalVisualizer plus the legend
 log_processor = dict(by_epoch=False)
 
 # CPU-friendly distributed settings (used only with --launcher pytorch): gloo instead of NCCL, and DDP without

@@ -5,7 +5,8 @@
 # refuses a key that two bases of one list both define, so the dataloaders cannot be shared here).
 _base_ = ['mmseg::_base_/models/deeplabv3_r50-d8.py', 'mmseg::_base_/default_runtime.py',
           'mmseg::_base_/schedules/schedule_80k.py']
-custom_imports = dict(imports=['resnest_backbones.openmmlab.mmseg', 'resnest_backbones.openmmlab.runner'],
+custom_imports = dict(imports=['resnest_backbones.openmmlab.mmseg', 'resnest_backbones.openmmlab.runner',
+                               'resnest_backbones.apps.mmseg_visualize'],
                       allow_failed_imports=False)
 # Stack fixes, opt-in (docs/openmmlab.md): weights-only checkpoint loading, CPU-only --launcher pytorch.
 runner_type = 'SafeRunner'
@@ -36,12 +37,14 @@ model = dict(
 # budget in one place.
 optim_wrapper = dict(optimizer=dict(type='SGD', lr=0.01, momentum=0.9, weight_decay=5e-4))
 param_scheduler = [dict(type='PolyLR', eta_min=1e-4, power=0.9, begin=0, by_epoch=False)]
-# Drawings of every 3rd validation image (4 of the 12): ground truth (left) beside the prediction (right), in
-# <work_dir>/<time>/vis_data/vis_image/ (mim test too, or into --show-dir).
+# Drawings of every 3rd validation image (4 of the 12): ground truth (left) beside the prediction (right) under a
+# legend (the two sides, the class colours), in <work_dir>/<time>/vis_data/vis_image/ (mim test too, or into
+# --show-dir).
 # AtomicCheckpointHook: mmengine's CheckpointHook, saving so that a run killed while saving can resume.
 default_hooks = dict(logger=dict(interval=10),
                      checkpoint=dict(type='AtomicCheckpointHook', by_epoch=False, interval=-1, max_keep_ckpts=1),
                      visualization=dict(draw=True, interval=3))
+visualizer = dict(type='LegendSegLocalVisualizer')  # mmseg's SegLocalVisualizer plus the legend
 
 # CPU-friendly distributed settings (used only with --launcher pytorch): gloo instead of NCCL, and DDP without
 # device ids (CPU modules take none; with one GPU per process DDP finds the device itself).

@@ -1,0 +1,138 @@
+"""The OpenMMLab quick starts' drawings: mmdet's / mmseg's own visualizer draws ground truth beside the predictions,
+ours adds a legend above (the two sides, the score threshold, the class colours) and changes nothing else. Real
+mmdet / mmseg visualizers built from their registries, as the quick-start configs build them."""
+import mmcv
+import numpy as np
+import pytest
+import torch
+from mmengine.config import Config
+from mmengine.registry import DefaultScope
+from mmengine.structures import InstanceData, PixelData
+
+import resnest_backbones
+from resnest_backbones.apps.legend import legend_strip
+
+CLASSES = ("circle", "square", "triangle")
+PALETTE = [(0, 114, 189), (217, 83, 25), (237, 177, 32)]
+H, W = 64, 80
+
+
+def _image():
+    return np.random.default_rng(0).integers(0, 255, (H, W, 3), dtype=np.uint8)
+
+
+def _detection_sample():
+    from mmdet.structures import DetDataSample
+    sample = DetDataSample()
+    sample.gt_instances = InstanceData(bboxes=torch.tensor([[5.0, 5.0, 40.0, 30.0]]), labels=torch.tensor([1]))
+    sample.pred_instances = InstanceData(bboxes=torch.tensor([[6.0, 5.0, 40.0, 31.0], [50.0, 40.0, 70.0, 60.0]]),
+                                         labels=torch.tensor([1, 2]), scores=torch.tensor([0.9, 0.3]))
+    return sample
+
+
+def _segmentation_sample():
+    from mmseg.structures import SegDataSample
+    sample = SegDataSample()
+    labels = torch.zeros((1, H, W), dtype=torch.long)
+    labels[:, 10:40, 20:60] = 1
+    sample.gt_sem_seg = PixelData(data=labels)
+    sample.pred_sem_seg = PixelData(data=torch.roll(labels, 3, dims=2))
+    return sample
+
+
+FRAMEWORKS = {
+    # framework: (module registering ours, their class, our type, data sample, add_datasample extras)
+    "mmdet": ("resnest_backbones.apps.mmdet_visualize", "DetLocalVisualizer", "LegendDetLocalVisualizer",
+              _detection_sample, dict(pred_score_thr=0.5)),
+    "mmseg": ("resnest_backbones.apps.mmseg_visualize", "SegLocalVisualizer", "LegendSegLocalVisualizer",
+              _segmentation_sample, {}),
+}
+
+
+def _build(framework, type_name, name, **kwargs):
+    import importlib
+    module, *_ = FRAMEWORKS[framework]
+    importlib.import_module(module)
+    registry = importlib.import_module(f"{framework}.registry").VISUALIZERS
+    importlib.import_module(f"{framework}.visualization")  # registers their visualizers
+    with DefaultScope.overwrite_default_scope(framework):
+        visualizer = registry.build(dict(type=type_name, name=name, **kwargs))
+    visualizer.dataset_meta = dict(classes=CLASSES, palette=PALETTE)
+    return visualizer
+
+
+def _has_colour(strip, colour):
+    return bool(np.all(strip == np.array(colour, dtype=np.uint8), axis=-1).any())
+
+
+@pytest.mark.parametrize("framework", sorted(FRAMEWORKS))
+def test_legend_above_their_drawing(framework, tmp_path):
+    _, theirs_type, ours_type, make_sample, extras = FRAMEWORKS[framework]
+    image, sample = _image(), make_sample()
+    theirs_file, ours_file = tmp_path / "theirs.png", tmp_path / "ours.png"
+    _build(framework, theirs_type, f"theirs-{framework}").add_datasample(
+        "x", image, sample, out_file=str(theirs_file), **extras)
+    ours = _build(framework, ours_type, f"ours-{framework}")
+    ours.add_datasample("x", image, sample, out_file=str(ours_file), **extras)
+
+    theirs_drawing, ours_drawing = mmcv.imread(str(theirs_file)), mmcv.imread(str(ours_file))
+    assert theirs_drawing.shape == (H, 2 * W, 3)  # ground truth | predictions
+    legend_height = ours_drawing.shape[0] - H
+    assert ours_drawing.shape[1] == 2 * W and legend_height > 0
+    np.testing.assert_array_equal(ours_drawing[legend_height:], theirs_drawing)  # their panels, untouched
+    legend = ours_drawing[:legend_height, :, ::-1]  # BGR file -> RGB
+    assert all(_has_colour(legend, colour) for colour in PALETTE)  # one swatch per class
+    assert ours.get_image().shape == (legend_height + H, 2 * W, 3)  # what the caller can read back
+
+
+def test_legend_names_the_sides_and_the_threshold():
+    """The strip is the legend of the panels actually drawn, with the threshold the hook passed."""
+    visualizer = _build("mmdet", "LegendDetLocalVisualizer", "titles")
+    sample = _detection_sample()
+    visualizer.add_datasample("x", _image(), sample, pred_score_thr=0.5)
+    legend = visualizer.get_image()[:-H]
+    np.testing.assert_array_equal(legend, legend_strip(2 * W, ["ground truth", "predictions >= 0.50"], CLASSES,
+                                                       PALETTE))
+    assert not np.array_equal(legend, legend_strip(2 * W, ["ground truth", "predictions >= 0.30"], CLASSES,
+                                                       PALETTE))
+    visualizer.add_datasample("x", _image(), sample, draw_gt=False, pred_score_thr=0.3)  # one panel only
+    np.testing.assert_array_equal(visualizer.get_image()[:-H],
+                                  legend_strip(W, ["predictions >= 0.30"], CLASSES, PALETTE))
+
+
+def test_saved_through_the_vis_backend(tmp_path):
+    """The quick starts' path: the validation hook's drawing goes to the LocalVisBackend with the legend on it."""
+    visualizer = _build("mmseg", "LegendSegLocalVisualizer", "backend", vis_backends=[dict(type="LocalVisBackend")],
+                        save_dir=str(tmp_path))
+    visualizer.add_datasample("val_img", _image(), _segmentation_sample(), step=3)
+    saved = list(tmp_path.rglob("*.png"))
+    assert len(saved) == 1
+    drawing = mmcv.imread(str(saved[0]))
+    assert drawing.shape[0] > H and drawing.shape[1] == 2 * W
+    assert all(_has_colour(drawing[:drawing.shape[0] - H, :, ::-1], colour) for colour in PALETTE)
+    visualizer.add_image("direct", _image(), step=4)  # not from add_datasample: saved as given
+    direct = [path for path in tmp_path.rglob("*.png") if "direct" in path.name]
+    assert len(direct) == 1 and mmcv.imread(str(direct[0]))[..., ::-1].tolist() == _image().tolist()
+
+
+def test_legend_wraps_and_checks_the_palette():
+    many = [f"class{i}" for i in range(12)]
+    one_line = legend_strip(400, ["a", "b"], many[:1], PALETTE[:1])
+    wrapped = legend_strip(400, ["a", "b"], many, [PALETTE[i % 3] for i in range(12)])
+    assert wrapped.shape[1] == one_line.shape[1] == 400 and wrapped.shape[0] > one_line.shape[0]
+    titles = ["ground truth", "predictions >= 0.50"]
+    narrow, wide = legend_strip(160, titles, CLASSES, PALETTE), legend_strip(400, titles, CLASSES, PALETTE)
+    assert narrow.shape[0] > wide.shape[0]  # titles wider than their 80-pixel panels: one line each, not clipped
+    assert not np.array_equal(legend_strip(160, ["ground truth", "predictions >= 0.30"], CLASSES, PALETTE), narrow)
+    with pytest.raises(ValueError, match="palette has 1 colours for 3 classes"):
+        legend_strip(100, ["a"], CLASSES, PALETTE[:1])
+
+
+@pytest.mark.parametrize("config", ["mmdet/mask-rcnn_s14_fpn_bn_quickstart_synthetic-coco.py",
+                                    "mmseg/resnest_s14-d8_deeplabv3_bn_quickstart_synthetic-ade20k-128x128.py",
+                                    "mmseg/resnest_s14-d8_deeplabv3_bn_quickstart_synthetic-cityscapes-128x256.py"])
+def test_quick_starts_select_the_legend_visualizer(config):
+    cfg = Config.fromfile(resnest_backbones.config_path(config))
+    framework = config.split("/")[0]
+    module, _, ours_type, *_ = FRAMEWORKS[framework]
+    assert cfg.visualizer.type == ours_type and module in cfg.custom_imports.imports
