@@ -1,6 +1,8 @@
 """The OpenMMLab quick starts' drawings: mmdet's / mmseg's own visualizer draws ground truth beside the predictions,
 ours adds a legend above (the two sides, the score threshold, the class colours) and changes nothing else. Real
 mmdet / mmseg visualizers built from their registries, as the quick-start configs build them."""
+import pathlib
+
 import mmcv
 import numpy as np
 import pytest
@@ -136,3 +138,19 @@ def test_quick_starts_select_the_legend_visualizer(config):
     framework = config.split("/")[0]
     module, _, ours_type, *_ = FRAMEWORKS[framework]
     assert cfg.visualizer.type == ours_type and module in cfg.custom_imports.imports
+
+
+def _configs():
+    root = pathlib.Path(__file__).resolve().parents[1]
+    return sorted([*root.glob("configs/mmdet/*.py"), *root.glob("configs/mmseg/*.py"), *root.glob("tests/configs/*.py")])
+
+
+@pytest.mark.parametrize("path", _configs(), ids=lambda path: path.name)
+def test_every_config_using_a_legend_visualizer_imports_it(path):
+    """A child config that replaces custom_imports must still import the module registering the visualizer its
+    base selects (mmengine builds the visualizer even without validation)."""
+    cfg = Config.fromfile(str(path))
+    chosen = cfg.get("visualizer", {}).get("type")
+    modules = {ours_type: module for module, _, ours_type, *_ in FRAMEWORKS.values()}
+    if chosen in modules:
+        assert modules[chosen] in cfg.custom_imports.imports
