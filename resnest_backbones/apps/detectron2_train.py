@@ -63,6 +63,7 @@ class NumpyCompatLVISEvaluator(LVISEvaluator):
         with lvis_on_numpy2():
             return super().evaluate(*args, **kwargs)
 
+
 class Trainer(DefaultTrainer):
     """detectron2's ``DefaultTrainer`` for ResNeSt detectors (see the module docstring)."""
 
@@ -131,7 +132,7 @@ class Trainer(DefaultTrainer):
                                  max_dets_per_image=cfg.TEST.DETECTIONS_PER_IMAGE)
         if kind == "lvis":
             return NumpyCompatLVISEvaluator(dataset_name, output_dir=output_folder,
-                                 max_dets_per_image=cfg.TEST.DETECTIONS_PER_IMAGE)
+                                            max_dets_per_image=cfg.TEST.DETECTIONS_PER_IMAGE)
         raise NotImplementedError(f"No evaluator for dataset {dataset_name!r} (evaluator_type {kind!r}); "
                                   "this trainer evaluates COCO- and LVIS-format instance datasets.")
 

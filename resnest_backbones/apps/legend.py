@@ -10,7 +10,7 @@ PAD = 4  # pixels around the text
 
 
 def legend_strip(width: int, titles: Sequence[str], classes: Sequence[str],
-                 palette: Sequence[Tuple[int, int, int]], scale: int = 1) -> np.ndarray:
+                 palette: Sequence[Tuple[int, int, int]]) -> np.ndarray:
     """An RGB strip ``width`` pixels wide to put above a drawing made of ``len(titles)`` panels side by side.
 
     Args:
@@ -19,16 +19,14 @@ def legend_strip(width: int, titles: Sequence[str], classes: Sequence[str],
             one line per title instead, prefixed with its side ("left: ", "right: ") when there are two.
         classes: class names, drawn with their colours after the titles (wrapping onto more lines as needed).
         palette: one RGB colour per class, the colours the panels use.
-        scale: integer upscaling of Pillow's built-in bitmap font (the only font available without a download).
 
     Returns:
         ``H x width x 3`` uint8, black background, white titles.
     """
     if len(palette) < len(classes):
         raise ValueError(f"palette has {len(palette)} colours for {len(classes)} classes")
-    font = ImageFont.load_default()
-    unit = max(1, int(scale))
-    canvas_width = max(1, width // unit)  # draw at font size, upscale at the end
+    font = ImageFont.load_default()  # Pillow's built-in bitmap font: the one font there without a download
+    canvas_width = max(1, width)
     line = _text_size(font, "Ag")[1] + PAD
     # Lay the classes out first to know the height: swatch, name, gap; a new line when the next one does not fit.
     entries, x, rows = [], PAD, 0
@@ -58,10 +56,7 @@ def legend_strip(width: int, titles: Sequence[str], classes: Sequence[str],
         top = line * (title_lines + row) + PAD // 2
         draw.rectangle([x, top, x + swatch - 1, top + swatch - 1], fill=color)
         draw.text((x + swatch + 2, top), name, fill=color, font=font)
-    strip = np.asarray(image.resize((canvas_width * unit, height * unit), Image.NEAREST))
-    if strip.shape[1] != width:  # width not a multiple of the scale: pad with black on the right
-        strip = np.pad(strip, ((0, 0), (0, width - strip.shape[1]), (0, 0)))
-    return strip
+    return np.asarray(image)[:, :width]
 
 
 def panel_titles(drew_truth: bool, drew_predictions: bool, score_threshold: Optional[float]) -> Sequence[str]:
