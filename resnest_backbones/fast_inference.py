@@ -32,7 +32,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .layers import DropBlock2D, FrozenBatchNorm2d
+from .layers import DropBlock2D, FrozenBatchNorm2d, memory_format_of
 from .resnest import Bottleneck, ResNeSt
 from .split_attention import SplitAttention
 
@@ -129,16 +129,9 @@ def _channels_last_applies(x: torch.Tensor) -> bool:
             and x.dtype == torch.float32 and x.dim() == 4)
 
 
-def _layout_of(x: torch.Tensor) -> torch.memory_format:
-    """channels_last for a channels_last tensor, else NCHW (``contiguous_format``)."""
-    if x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous():
-        return torch.channels_last
-    return torch.contiguous_format
-
-
 def _in_input_layout(out: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     """``out`` in the memory layout of ``x`` (NCHW-contiguous unless ``x`` is channels_last)."""
-    return out.contiguous(memory_format=_layout_of(x))
+    return out.contiguous(memory_format=memory_format_of(x))
 
 
 def conv_only(conv: nn.Module, x: torch.Tensor) -> torch.Tensor:
@@ -257,7 +250,7 @@ class FusedSplitAttention(_EvalOnly):
             # ops (the avd pool) do not recognise as channels_last, and they would copy it to NCHW.
             out = torch.mul(splits[:, 0], attention[:, 0], out=torch.empty(
                 batch, self.out_channels, x.size(2), x.size(3), dtype=x.dtype, device=x.device,
-                memory_format=_layout_of(x)))
+                memory_format=memory_format_of(x)))
         for index in range(1, self.radix):
             out.addcmul_(splits[:, index], attention[:, index])
         return out

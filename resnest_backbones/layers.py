@@ -161,3 +161,11 @@ def single_group(norm_layer: Callable[[int], nn.Module]) -> Callable[[int], nn.M
             single.bias.requires_grad_(module.bias.requires_grad)
         return single
     return build
+
+
+def memory_format_of(x: torch.Tensor) -> torch.memory_format:
+    """``torch.channels_last`` for a channels_last tensor (that is not also NCHW-contiguous, as 1x1 maps are), else
+    ``torch.contiguous_format``: the layout to give a new tensor that follows ``x``."""
+    if x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous():
+        return torch.channels_last
+    return torch.contiguous_format

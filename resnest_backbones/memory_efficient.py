@@ -51,7 +51,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.autograd.function import once_differentiable
 
-from .layers import DropBlock2D, FrozenBatchNorm2d
+from .layers import DropBlock2D, FrozenBatchNorm2d, memory_format_of
 
 # Device types where the formulation is the default; elsewhere it runs only when forced on (``True``).
 DEFAULT_DEVICE_TYPES = ("cpu",)
@@ -296,12 +296,6 @@ def _pool_backward(pool: nn.AvgPool2d, grad: torch.Tensor, x: torch.Tensor) -> t
                                               pool.ceil_mode, pool.count_include_pad, pool.divisor_override)
 
 
-def _memory_format(x: torch.Tensor) -> torch.memory_format:
-    if x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous():
-        return torch.channels_last
-    return torch.contiguous_format
-
-
 def _splits(x: torch.Tensor, radix: int) -> torch.Tensor:
     """``(B, radix, C, H, W)`` view of ``(B, radix*C, H, W)`` (radix-major channels), NCHW or channels_last."""
     return x.view(x.size(0), radix, x.size(1) // radix, x.size(2), x.size(3))
@@ -315,7 +309,7 @@ def _weighted_sum(r: torch.Tensor, attention: torch.Tensor, scratch: Optional[to
     # Into a buffer in r's layout: a product of split views gets strides that, for a batch of one, later ops do not
     # recognise as channels_last.
     out = torch.mul(splits[:, 0], attention[:, 0], out=torch.empty(
-        splits[:, 0].shape, dtype=torch.result_type(r, attention), device=r.device, memory_format=_memory_format(r)))
+        splits[:, 0].shape, dtype=torch.result_type(r, attention), device=r.device, memory_format=memory_format_of(r)))
     if attention.size(1) > 1:
         product = scratch if scratch is not None and scratch.dtype == out.dtype else torch.empty_like(out)
         for index in range(1, attention.size(1)):
@@ -388,7 +382,7 @@ class _BottleneckCore(torch.autograd.Function):
         grad_out, grad_w3, grad_b3 = _conv_backward(conv3, grad_c3, conv3_in, (need_y, needs[8], needs[9]))
         if pool_after is not None and grad_out is not None:
             grad_out = _pool_backward(pool_after, grad_out, torch.empty(
-                ctx.out_shape, dtype=conv3_in.dtype, device=conv3_in.device, memory_format=_memory_format(y)))
+                ctx.out_shape, dtype=conv3_in.dtype, device=conv3_in.device, memory_format=memory_format_of(y)))
         del conv3_in
         grad_mlp: List[Optional[torch.Tensor]] = []
         grad_y = grad_w_n2 = grad_b_n2 = grad_w2 = grad_b2 = grad_c1 = grad_w_n1 = grad_b_n1 = None
