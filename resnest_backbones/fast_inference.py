@@ -13,9 +13,10 @@ It rewrites a :class:`~resnest_backbones.resnest.ResNeSt` in place:
   the residual add and ReLU, run as one oneDNN call with fused post-ops (the kernels ``torch.compile`` itself uses
   on CPU), which saves a full read and write of the activation per fusion; elsewhere (autograd, TorchScript/ONNX
   tracing, ``torch.compile``, CUDA, other dtypes) the same modules run as plain ``conv`` + ``relu``;
-* there, the stem and each stage also compute in channels_last, oneDNN's native layout, whatever the input's layout,
-  and return the input's layout (an NCHW tensor would be reordered around every convolution: two copies per stage
-  instead);
+* there, the stem and the stages also compute in channels_last, oneDNN's native layout, whatever the input's layout
+  (an NCHW tensor would be reordered around every convolution): the stem converts the input once, the stages pass
+  channels_last on to each other, and ``forward_features`` returns each feature in the input's layout (one copy per
+  returned feature; none for the classifier's logits);
 * split attention pools the concatenated splits once and sums the pooled vectors (instead of materialising the sum
   of full-size splits), gets its attention radix-major straight from ``fc2`` (its output channels are permuted once
   here, so no transpose at run time), and forms the weighted sum with one multiply and ``radix - 1`` in-place
@@ -129,11 +130,6 @@ def _channels_last_applies(x: torch.Tensor) -> bool:
             and x.dtype == torch.float32 and x.dim() == 4)
 
 
-def _in_input_layout(out: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-    """``out`` in the memory layout of ``x`` (NCHW-contiguous unless ``x`` is channels_last)."""
-    return out.contiguous(memory_format=memory_format_of(x))
-
-
 def conv_only(conv: nn.Module, x: torch.Tensor) -> torch.Tensor:
     """``conv(x)`` through oneDNN where :func:`_onednn_applies` (elsewhere PyTorch may pick its im2col/GEMM kernel,
     measured 2x slower for the 1x1 shortcut convs with one thread)."""
@@ -166,9 +162,10 @@ def conv_add_relu(conv: nn.Module, x: torch.Tensor, other: torch.Tensor) -> torc
 class FusedStem(nn.Module):
     """The (deep) stem after folding: ``relu(conv)`` for each conv of the stem, including the last one (whose ReLU
     is ``ResNeSt.relu``, replaced by an identity by :func:`to_fast_inference`), then the stem's max pool (moved
-    here from ``ResNeSt.maxpool``, so that the layout round trip below covers the 4x smaller pooled map).
+    here from ``ResNeSt.maxpool``).
 
-    Where oneDNN runs it, it computes in channels_last and returns the input's layout."""
+    Where oneDNN runs it, it converts the input to channels_last and returns channels_last (the stages take it from
+    there; ``ResNeSt.forward_features`` gives the caller back its layout)."""
 
     def __init__(self, units: List[nn.Module], pool: Optional[nn.Module] = None):
         super().__init__()
@@ -180,21 +177,18 @@ class FusedStem(nn.Module):
         out = x.contiguous(memory_format=torch.channels_last) if channels_last else x
         for unit in self.units:
             out = conv_relu(unit, out)
-        out = self.pool(out)
-        return _in_input_layout(out, x) if channels_last else out
+        return self.pool(out)
 
 
 class FusedStage(nn.Sequential):
-    """The fused blocks of one stage. Where oneDNN runs them, they compute in channels_last and the stage returns the
-    input's layout: an NCHW caller gets NCHW features (two copies per stage, ~2% of the time, instead of a reorder
-    around every convolution)."""
+    """The fused blocks of one stage. Where oneDNN runs them, they compute in channels_last and return it (their
+    input is already channels_last, from the fused stem or the previous stage, unless the stage is called alone)."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        channels_last = _channels_last_applies(x)
-        out = x.contiguous(memory_format=torch.channels_last) if channels_last else x
+        out = x.contiguous(memory_format=torch.channels_last) if _channels_last_applies(x) else x
         for block in self:
             out = block(out)
-        return _in_input_layout(out, x) if channels_last else out
+        return out
 
 
 class _EvalOnly(nn.Module):

@@ -10,7 +10,7 @@ import torch.nn.functional as F
 import torch.utils.checkpoint as cp
 from torch import nn
 
-from .layers import DropBlock2D, FrozenBatchNorm2d, NormSpec, make_norm_layer, single_group
+from .layers import DropBlock2D, FrozenBatchNorm2d, NormSpec, make_norm_layer, memory_format_of, single_group
 from .memory_efficient import applies as _memory_efficient_applies, bottleneck_core, disabled, \
     set_memory_efficient
 from .split_attention import SplitAttention
@@ -511,8 +511,22 @@ class ResNeSt(nn.Module):
         return outputs, x
 
     def forward_features(self, x: torch.Tensor) -> Dict[str, torch.Tensor]:
-        """Return ``{name: feature}`` for ``self.out_features`` (strides 4, 8, 16, 32 unless dilated)."""
-        return self._forward_stages(x)[0]
+        """Return ``{name: feature}`` for ``self.out_features`` (strides 4, 8, 16, 32 unless dilated), in the memory
+        layout of ``x``."""
+        features = self._forward_stages(x)[0]
+        if not torch.jit.is_scripting():
+            features = self._in_caller_layout(features, x)
+        return features
+
+    @torch.jit.unused
+    def _in_caller_layout(self, features: Dict[str, torch.Tensor], x: torch.Tensor) -> Dict[str, torch.Tensor]:
+        # After to_fast_inference, the fused stem and stages compute in channels_last whatever the input's layout
+        # (oneDNN's native one) and stay in it from stage to stage; only the returned features go back. Elsewhere
+        # the features already have x's layout and nothing is copied.
+        if not getattr(self, "is_fast_inference", False) or torch.jit.is_tracing():
+            return features
+        memory_format = memory_format_of(x)
+        return {name: feature.contiguous(memory_format=memory_format) for name, feature in features.items()}
 
     def forward_head(self, x: torch.Tensor) -> torch.Tensor:
         """Logits from the last stage's feature map (a model built with ``num_classes > 0``)."""
@@ -525,7 +539,6 @@ class ResNeSt(nn.Module):
 
     def forward(self, x: torch.Tensor) -> Union[torch.Tensor, Dict[str, torch.Tensor]]:
         """Logits when the model has a classification head, else the ``forward_features`` dict."""
-        features, last = self._forward_stages(x)
         if self.fc is not None:
-            return self.forward_head(last)
-        return features
+            return self.forward_head(self._forward_stages(x)[1])
+        return self.forward_features(x)
