@@ -20,11 +20,12 @@ Workloads (``--workloads``):
 
 Training memory, two numbers per model: "saved MiB", exact and load-independent: the bytes of the distinct tensors
 autograd saves for backward in one forward pass (``torch.autograd.graph.saved_tensors_hooks``; parameters included);
-"peak MiB" (CPU): each model in a fresh subprocess with glibc's mmap threshold fixed at 64 KiB
+"peak MiB" (CPU): the models one after another in one fresh subprocess with glibc's mmap threshold fixed at 64 KiB
 (``MALLOC_MMAP_THRESHOLD_``), so that every tensor buffer is mapped on allocation and unmapped on free and the
-resident set follows live memory; after a warm-up step the kernel's high-water mark is reset (``/proc/self/
-clear_refs``), a second step runs, and the number is ``VmHWM`` minus the RSS before that step: what the step itself
-needed (saved activations, gradients, workspaces). On CUDA: ``torch.cuda.max_memory_allocated`` over the step minus
+resident set follows live memory; after a warm-up step at 2x3x256x256 the kernel's high-water mark is reset
+(``/proc/self/clear_refs``), a step at the workload's shape runs, and the number is ``VmHWM`` minus the RSS before
+that step: what the step itself needed (saved activations, gradients, workspaces). The saved bytes are counted in
+the same step. On CUDA: ``torch.cuda.max_memory_allocated`` over the step minus
 what was allocated before.
 
 Other outputs: ``--plot`` draws batch-1 latency against GMACs and parameters of every variant (with a params/GMACs
@@ -47,6 +48,7 @@ import subprocess
 import sys
 import time
 import warnings
+from contextlib import contextmanager
 from typing import Callable, Dict, List, Optional
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -241,55 +243,71 @@ def _rss_kib(field: str) -> int:
     raise RuntimeError(f"{field} missing from /proc/self/status")
 
 
-def saved_for_backward_mib(entry: Entry, x: torch.Tensor, amp: bool = False) -> float:
-    """MiB of the distinct tensors (storages) autograd saves for backward in one forward pass of ``entry``."""
-    storages = {}
-
+@contextmanager
+def counting_saved_tensors(storages: Dict[int, int]):
+    """Record ``{storage pointer: bytes}`` of every tensor autograd saves for backward inside the block (the hook
+    hands the tensor itself back: what is kept, and so the memory, is unchanged)."""
     def pack(tensor):
         storage = tensor.untyped_storage()
         storages[storage.data_ptr()] = storage.nbytes()
         return tensor
 
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor), \
-            torch.autocast(x.device.type, enabled=amp):
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
+        yield
+
+
+def saved_for_backward_mib(entry: Entry, x: torch.Tensor, amp: bool = False) -> float:
+    """MiB of the distinct tensors (storages) autograd saves for backward in one forward pass of ``entry``."""
+    storages: Dict[int, int] = {}
+    with counting_saved_tensors(storages), torch.autocast(x.device.type, enabled=amp):
         entry.features(x)
     return sum(storages.values()) / 2 ** 20
 
 
-def measure_training_memory_here(name: str, workloads: List[str], channels_last: bool, threads: int,
+def measure_training_memory_here(names: List[str], workloads: List[str], channels_last: bool, threads: int,
                                  memory_efficient: Optional[bool] = None) -> Dict:
-    """In this (fresh) process, per training workload: MiB the second training step of ``name`` needs above the
-    RSS before it."""
+    """In this process (started with glibc's mmap threshold fixed), per model and training workload: ``peak``, the
+    MiB one training step needs above the RSS before it, and ``saved``, the MiB autograd saves in that step.
+
+    Each model first takes a warm-up step at 2x3x256x256 (one-time allocations: oneDNN, the autograd engine, the
+    gradient buffers' first use), then the measured step is its first at the workload's shape (measured: the same
+    peak, within 2 MiB, as a second step at that shape, in about half the time)."""
     torch.set_num_threads(threads)
     memory_format = torch.channels_last if channels_last else torch.contiguous_format
-    result = {}
-    for workload in workloads:
-        entries = build_models([name], training=True, memory_efficient=memory_efficient)
-        prepare(entries, workload, torch.device("cpu"), memory_format)
-        entry = entries[name]
-        x = _input(workload, "cpu", memory_format)
-        train_step(entry, x)
-        entry.model.zero_grad(set_to_none=True)
-        with open("/proc/self/clear_refs", "w") as clear:
-            clear.write("5")  # resets VmHWM to the current RSS
-        before = _rss_kib("VmRSS")
-        train_step(entry, x)
-        result[workload] = (_rss_kib("VmHWM") - before) / 1024
-        del entries, entry, x
+    result: Dict[str, Dict] = {}
+    for name in names:
+        result[name] = {}
+        for workload in workloads:
+            entries = build_models([name], training=True, memory_efficient=memory_efficient)
+            prepare(entries, workload, torch.device("cpu"), memory_format)
+            entry = entries[name]
+            train_step(entry, torch.rand(2, 3, 256, 256).contiguous(memory_format=memory_format))
+            entry.model.zero_grad(set_to_none=True)
+            x = _input(workload, "cpu", memory_format)
+            with open("/proc/self/clear_refs", "w") as clear:
+                clear.write("5")  # resets VmHWM to the current RSS
+            before = _rss_kib("VmRSS")
+            storages: Dict[int, int] = {}
+            with counting_saved_tensors(storages):
+                train_step(entry, x)
+            result[name][workload] = {"peak": (_rss_kib("VmHWM") - before) / 1024,
+                                      "saved": sum(storages.values()) / 2 ** 20}
+            del entries, entry, x
     return result
 
 
-def training_memory_subprocess(name: str, workloads: List[str], channels_last: bool, threads: int,
+def training_memory_subprocess(names: List[str], workloads: List[str], channels_last: bool, threads: int,
                                memory_efficient: str = "auto") -> Dict:
-    """``{workload: peak MiB}`` of ``name``, measured in one fresh process (see the module docstring)."""
-    command = [sys.executable, os.path.abspath(__file__), "--_memory-of", name, "--workloads", *workloads,
+    """``{name: {workload: {"peak": MiB, "saved": MiB}}}``, measured one model after another in one fresh process
+    (see the module docstring)."""
+    command = [sys.executable, os.path.abspath(__file__), "--_memory-of", *names, "--workloads", *workloads,
                "--threads", str(threads), "--memory-efficient", memory_efficient]
     if channels_last:
         command.append("--channels-last")
     env = dict(os.environ, MALLOC_MMAP_THRESHOLD_="65536")
     result = subprocess.run(command, capture_output=True, text=True, env=env)
     if result.returncode:
-        raise RuntimeError(f"memory measurement of {name} failed:\n{result.stderr[-3000:]}")
+        raise RuntimeError(f"memory measurement of {names} failed:\n{result.stderr[-3000:]}")
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
@@ -526,7 +544,7 @@ def parse_args(argv=None):
                         "e.g. on CUDA), off")
     parser.add_argument("--profile", action="store_true", help="also print where the time of each training step "
                         "goes (torch.profiler, self CPU time per op group)")
-    parser.add_argument("--_memory-of", dest="memory_of", help=argparse.SUPPRESS)
+    parser.add_argument("--_memory-of", dest="memory_of", nargs="+", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.amp and args.device == "cpu":
         print("note: --amp on CPU runs bfloat16 autocast")
@@ -534,7 +552,7 @@ def parse_args(argv=None):
 
 
 def run_workload(workload: str, label: str, device, memory_format, amp: bool, args, warmup: int, repeats: int,
-                 cpu_peaks: Optional[Dict[str, Dict]] = None) -> None:
+                 cpu_memory: Optional[Dict[str, Dict]] = None) -> None:
     training = workload in TRAINING
     entries = build_models(training=training, memory_efficient=MEMORY_EFFICIENT[args.memory_efficient])
     prepare(entries, workload, device, memory_format)
@@ -542,14 +560,16 @@ def run_workload(workload: str, label: str, device, memory_format, amp: bool, ar
         medians = time_interleaved(list(entries.values()),
                                    lambda e: training_call(e, workload, device, memory_format, amp),
                                    device, warmup, repeats)
-        x = _input(workload, device, memory_format)
-        saved = {name: saved_for_backward_mib(entry, x, amp) for name, entry in entries.items()}
         memory = None
-        if not args.no_memory and device.type == "cuda":
-            memory = {name: training_memory_cuda(e, workload, device, memory_format, amp)
-                      for name, e in entries.items()}
-        elif cpu_peaks:
-            memory = {name: peaks[workload] for name, peaks in cpu_peaks.items()}
+        if cpu_memory:  # peak and saved from the memory subprocess
+            memory = {name: measured[workload]["peak"] for name, measured in cpu_memory.items()}
+            saved = {name: measured[workload]["saved"] for name, measured in cpu_memory.items()}
+        else:
+            x = _input(workload, device, memory_format)
+            saved = {name: saved_for_backward_mib(entry, x, amp) for name, entry in entries.items()}
+            if not args.no_memory and device.type == "cuda":
+                memory = {name: training_memory_cuda(e, workload, device, memory_format, amp)
+                          for name, e in entries.items()}
         rows = ratio_rows(workload, label, medians, memory, saved)
         if args.profile:
             profile = profile_rows(entries, workload, device, memory_format, amp)
@@ -595,14 +615,14 @@ def main(argv=None):
         settings.append(("AMP" if device.type == "cuda" else "AMP bf16", torch.contiguous_format, True))
     training = [w for w in args.workloads if w in TRAINING]
     for label, memory_format, amp in settings:
-        cpu_peaks = None
+        cpu_memory = None
         if training and device.type == "cpu" and not amp and not args.no_memory:
-            # One fresh process per model measures all training workloads of this memory format.
-            cpu_peaks = {name: training_memory_subprocess(name, training, memory_format == torch.channels_last,
-                                                          args.threads, args.memory_efficient)
-                         for name in (OURS, PLAIN, TIMM, MMDET, TV)}
+            # One fresh process measures every model's training workloads in this memory format.
+            cpu_memory = training_memory_subprocess([OURS, PLAIN, TIMM, MMDET, TV], training,
+                                                    memory_format == torch.channels_last, args.threads,
+                                                    args.memory_efficient)
         for workload in args.workloads:
-            run_workload(workload, label, device, memory_format, amp, args, warmup, repeats, cpu_peaks)
+            run_workload(workload, label, device, memory_format, amp, args, warmup, repeats, cpu_memory)
 
     if args.plot:
         complexity = count_complexity()
