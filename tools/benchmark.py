@@ -4,8 +4,8 @@
 Every model gets the same inputs, dtype, mode and memory format within a table. Models are interleaved (one run of
 each, round after round) and medians are reported, so background load hits all of them alike; ratios compare numbers
 of the same run. ``--process-per-model`` keeps the rounds but gives each model a process of its own (as in
-training), so that no model's time depends on the heap the others left behind. Before any time is reported, the outputs of our model, our fast path, timm's and mmdet's (all holding
-the same weights) are checked equal.
+training), so that no model's time depends on the heap the others left behind. Before any time is reported, the
+outputs of our model, our fast path, timm's and mmdet's (all holding the same weights) are checked equal.
 
 Workloads (``--workloads``):
     cls        8x3x224x224, eval, no_grad; the full classifier where the model has one (mmdet's is a backbone only:
