@@ -226,8 +226,7 @@ def _model_worker(connection, name: str, workload: str, device: str, channels_la
     memory_format = torch.channels_last if channels_last else torch.contiguous_format
     entries = build_models([name], training=workload in TRAINING, memory_efficient=memory_efficient)
     prepare(entries, workload, device, memory_format)
-    make_call = training_call if workload in TRAINING else inference_call
-    call = make_call(entries[name], workload, device, memory_format, amp)
+    call = workload_call(entries[name], workload, device, memory_format, amp)
     connection.send("ready")
     while connection.recv():
         _sync(device)
@@ -279,6 +278,12 @@ def inference_call(entry: Entry, workload: str, device, memory_format, amp: bool
 def training_call(entry: Entry, workload: str, device, memory_format, amp: bool):
     x = _input(workload, device, memory_format)
     return lambda: train_step(entry, x, amp)
+
+
+def workload_call(entry: Entry, workload: str, device, memory_format, amp: bool):
+    """The call that one timed run of ``workload`` makes: a training step or an inference forward."""
+    make_call = training_call if workload in TRAINING else inference_call
+    return make_call(entry, workload, device, memory_format, amp)
 
 
 # ----------------------------------------------------------------------------------------------------------- memory
@@ -605,7 +610,6 @@ def run_workload(workload: str, label: str, device, memory_format, amp: bool, ar
     training = workload in TRAINING
     entries = build_models(training=training, memory_efficient=MEMORY_EFFICIENT[args.memory_efficient])
     prepare(entries, workload, device, memory_format)
-    make_call = training_call if training else inference_call
     if args.process_per_model:
         workers = {name: ModelProcess(name, workload, device, memory_format, amp,
                                       MEMORY_EFFICIENT[args.memory_efficient], args.threads) for name in entries}
@@ -614,7 +618,7 @@ def run_workload(workload: str, label: str, device, memory_format, amp: bool, ar
             worker.close()
     else:
         medians = time_interleaved(list(entries.values()),
-                                   lambda e: make_call(e, workload, device, memory_format, amp),
+                                   lambda e: workload_call(e, workload, device, memory_format, amp),
                                    device, warmup, repeats)
     if training:
         memory = None
