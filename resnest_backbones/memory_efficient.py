@@ -24,23 +24,28 @@ kernel ``nn.BatchNorm2d`` uses, with ``nn.BatchNorm2d``'s momentum rules (``mome
 ``num_batches_tracked``). The backward recomputes with the very same ops as the forward, so ReLU masks agree bit for
 bit. ``tests/test_memory_efficient.py`` checks gradients, running statistics and outputs against eager and timm.
 
-When it applies (:func:`applies`), otherwise the block runs its plain eager forward:
+Opt-in: blocks run it only when their ``memory_efficient`` is True or None (``ResNeSt(memory_efficient=...)``,
+:func:`set_memory_efficient`, detectron2's ``MODEL.RESNEST.MEMORY_EFFICIENT``, OpenMMLab's ``memory_efficient=``).
+It is not the default because it is not no slower everywhere: per training process (ResNeSt-50, 2x3x512x512, CPU)
+it ran at 1.17x the plain block's step with glibc's default heap policy, whose page faults it raises 1.5-4x, and at
+0.99-1.05x with tcmalloc or with glibc's mmap and trim thresholds fixed (``docs/benchmarks.md``). When it applies
+(:func:`applies`), otherwise the block runs its plain eager forward:
 
-* the block is training, autograd is recording and something in the block needs a gradient;
+* ``memory_efficient`` is True (CPU and CUDA, any input size) or None (the CPU only, blocks whose input has at least
+  ``AUTO_MIN_ELEMENTS`` elements); the block is training, autograd is recording and something in the block needs a
+  gradient;
 * not under TorchScript, tracing, ONNX export or ``torch.compile`` (those see the plain, standard-op forward;
   inductor decides on its own what to recompute), not inside the block-level gradient checkpointing of
   ``with_cp`` (which already keeps only the block input);
 * ``bn1``/``bn0`` (``bn2`` for radix 0) are ``nn.BatchNorm2d`` (training or eval mode, e.g. ``norm_eval``),
   ``nn.SyncBatchNorm`` in eval mode, or :class:`~resnest_backbones.layers.FrozenBatchNorm2d`. GroupNorm and
   SyncBatchNorm in training mode normalise with other statistics (per group, across processes): eager;
-* the convolutions are plain zero-padded ``nn.Conv2d``, the pools ``nn.AvgPool2d``, DropBlock is ours or absent;
-* by default (``memory_efficient`` None) on the CPU, for blocks whose input has at least ``AUTO_MIN_ELEMENTS``
-  elements; ``True`` forces it for any size and also on CUDA, until someone measures it on a GPU
-  (``tools/benchmark.py --device cuda --memory-efficient on``). Autocast works: the convolutions run in the autocast
-  dtype as in eager.
+* the convolutions are plain zero-padded ``nn.Conv2d``, the pools ``nn.AvgPool2d``, DropBlock is ours or absent.
+  Autocast works: the convolutions run in the autocast dtype as in eager. On CUDA it is unmeasured
+  (``tools/benchmark.py --device cuda`` times it).
 
 Module hooks registered on the submodules between ``bn1`` and ``conv3`` do not fire on this path (their modules
-are not called); switch it off for such tools (``set_memory_efficient(model, False)``).
+are not called); leave it off for such tools.
 """
 import threading
 from contextlib import contextmanager
@@ -53,10 +58,10 @@ from torch.autograd.function import once_differentiable
 
 from .layers import DropBlock2D, FrozenBatchNorm2d, memory_format_of
 
-# Device types where the formulation is the default; elsewhere it runs only when forced on (``True``).
-DEFAULT_DEVICE_TYPES = ("cpu",)
+# ``memory_efficient=None`` (auto) runs it on these device types only; ``True`` on any of the supported ones.
+AUTO_DEVICE_TYPES = ("cpu",)
 SUPPORTED_DEVICE_TYPES = ("cpu", "cuda")
-# By default, only blocks whose input has at least this many elements (4 MiB in fp32; every block of a 2x512x512
+# With None, only blocks whose input has at least this many elements (4 MiB in fp32; every block of a 2x512x512
 # step): the formulation costs a fixed ~0.4 ms of Python per block and step, which small inputs, whose activations
 # need little memory anyway, do not amortise (2x3x64x64 ResNeSt-50 step: 1.06x the plain block's time).
 AUTO_MIN_ELEMENTS = 2 ** 20
@@ -80,13 +85,13 @@ def set_memory_efficient(model: nn.Module, enabled: Optional[bool]) -> nn.Module
 
     Args:
         model: a ResNeSt, one of the adapters' backbones, a detector holding one, or a single block.
-        enabled: None (default of a new block): on where measured no slower (CPU, inputs of at least
-            ``AUTO_MIN_ELEMENTS``); True: for any input size, also on CUDA; False: always the plain eager forward.
+        enabled: False (default of a new block): always the plain eager forward; True: every training forward (any
+            input size, CPU and CUDA); None: CPU blocks whose input has at least ``AUTO_MIN_ELEMENTS`` elements.
 
     Returns:
         ``model``.
     """
-    if enabled not in (None, True, False):
+    if not (enabled is None or isinstance(enabled, bool)):
         raise ValueError(f"memory_efficient must be None (auto), True or False, got {enabled!r}")
     for module in model.modules():
         if hasattr(module, "memory_efficient") and hasattr(module, "conv3"):
@@ -145,11 +150,11 @@ def applies(block: nn.Module, x: torch.Tensor) -> bool:
     """Whether :func:`bottleneck_core` replaces the eager middle of ``block`` for input ``x`` (checked per call)."""
     if torch.compiler.is_compiling() or torch.jit.is_tracing() or torch.onnx.is_in_onnx_export():
         return False  # first: under dynamo nothing below is traced
-    enabled = getattr(block, "memory_efficient", None)
+    enabled = getattr(block, "memory_efficient", False)
     if enabled is False or not block.training or not torch.is_grad_enabled() or getattr(_state, "disabled", False):
         return False
     device = x.device.type
-    if device not in (SUPPORTED_DEVICE_TYPES if enabled else DEFAULT_DEVICE_TYPES):
+    if device not in (SUPPORTED_DEVICE_TYPES if enabled else AUTO_DEVICE_TYPES):
         return False
     if enabled is None and x.numel() < AUTO_MIN_ELEMENTS:
         return False

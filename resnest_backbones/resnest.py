@@ -88,8 +88,9 @@ class Bottleneck(nn.Module):
         self.bn3 = norm_layer(planes * self.expansion)
         self.drop_block3 = drop_block()
         self.downsample = downsample
-        # Training formulation (memory_efficient.py): None = where measured no slower (CPU), True = also CUDA.
-        self.memory_efficient = None
+        # Training formulation (memory_efficient.py), opt-in: False = plain eager, True = every training forward,
+        # None = CPU blocks with large inputs only. ResNeSt(memory_efficient=...) sets it on every block.
+        self.memory_efficient = False
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not torch.jit.is_scripting() and self._memory_efficient_applies(x):
@@ -189,6 +190,11 @@ class ResNeSt(nn.Module):
         frozen_stages (int): -1 trains everything, 0 freezes the stem, k also freezes ``layer1..layer k``.
         norm_eval (bool): keep every BatchNorm in eval mode during training (re-applied by ``train()``).
         with_cp (bool): gradient checkpointing of each block (saves memory, costs a recompute).
+        memory_efficient (bool, optional): the training formulation of ``memory_efficient.py``: exact gradients with
+            ResNet-50-level saved activations (0.75x of the plain block's for ResNeSt-50). True: every block in
+            training (CPU and CUDA); None: CPU blocks with inputs of at least 2^20 elements; False: the plain eager
+            forward. Opt-in: with glibc's default heap policy it made the CPU training step up to 1.17x slower
+            (page faults; docs/benchmarks.md). Default: False.
         in_channels (int): input image channels. Default: 3.
         base_channels (int): ``planes`` of the first stage (stage i has ``base_channels * 2**i``, outputs 4x that);
             ``base_width`` is the width per group at this stage. Default: 64.
@@ -216,7 +222,8 @@ class ResNeSt(nn.Module):
                  dilated_layout: str = "official", norm_layer: NormSpec = "BN",
                  attention_norm_layer: NormSpec = None, drop_block_prob: float = 0.0, last_gamma: bool = False,
                  out_features: Sequence[str] = STAGE_NAMES, num_classes: int = 0, final_drop: float = 0.0,
-                 frozen_stages: int = -1, norm_eval: bool = False, with_cp: bool = False, in_channels: int = 3,
+                 frozen_stages: int = -1, norm_eval: bool = False, with_cp: bool = False,
+                 memory_efficient: Optional[bool] = False, in_channels: int = 3,
                  base_channels: int = 64, strides: Optional[Sequence[int]] = None,
                  dilations: Optional[Sequence[int]] = None, contract_dilation: bool = True,
                  multi_grid: Optional[Sequence[int]] = None, num_stages: Optional[int] = None):
@@ -265,6 +272,7 @@ class ResNeSt(nn.Module):
         self._init_weights(last_gamma)
         self.freeze(frozen_stages)
         self.with_cp = with_cp
+        self.memory_efficient = memory_efficient
 
     # TorchScript compiles forward only; this Python-side switch stays out of it.
     __jit_unused_properties__ = ["with_cp", "memory_efficient"]
@@ -282,10 +290,10 @@ class ResNeSt(nn.Module):
 
     @property
     def memory_efficient(self) -> Optional[bool]:
-        """The training formulation of every block (``memory_efficient.set_memory_efficient``): None (default) where
-        measured no slower (CPU), True also on CUDA, False the plain eager forward."""
+        """The training formulation of every block (``memory_efficient.set_memory_efficient``): False (default) the
+        plain eager forward, True every training forward, None CPU blocks with large inputs."""
         blocks = [m for m in self.modules() if isinstance(m, Bottleneck)]
-        return blocks[0].memory_efficient if blocks else None
+        return blocks[0].memory_efficient if blocks else False
 
     @memory_efficient.setter
     def memory_efficient(self, value: Optional[bool]) -> None:

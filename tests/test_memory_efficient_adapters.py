@@ -1,9 +1,10 @@
-"""The adapters train through the core's default training formulation (memory_efficient.py) with no code of their
-own: a detectron2 backbone (FREEZE_AT=2, BN) and an OpenMMLab backbone (norm_eval=False, frozen_stages=1) use it in
-training by default (inputs large enough for the default: res2/res3 of a 256x256 batch of 2), and their gradients
-equal the plain eager block's."""
+"""The adapters switch the core's training formulation (memory_efficient.py) on with their own config styles, and
+train through it with no code of their own: a detectron2 backbone (FREEZE_AT=2, BN, ``MODEL.RESNEST.MEMORY_EFFICIENT
+True``) and an OpenMMLab backbone (norm_eval=False, frozen_stages=1, ``memory_efficient=True``) use it in training,
+and their gradients equal the plain eager block's. It is opt-in: off unless configured."""
 import copy
 
+import pytest
 import torch
 from detectron2.layers import ShapeSpec
 from mmdet.registry import MODELS
@@ -38,10 +39,14 @@ def _check(backbone, x, features):
         assert torch.allclose(parameter.grad, reference, rtol=1e-4, atol=1e-4 * reference.abs().max()), name
 
 
+def _detectron2_config(*opts):
+    return load_training_config(str(ROOT / "configs" / "detectron2" / "quickstart_mask_rcnn_s14_synthetic.yaml"),
+                                ["MODEL.WEIGHTS", "", "MODEL.DEVICE", "cpu", "MODEL.RESNEST.VARIANT", "resnest14",
+                                 "MODEL.RESNETS.NORM", "BN", "MODEL.BACKBONE.FREEZE_AT", "2", *opts])
+
+
 def test_detectron2_backbone_trains_with_the_formulation():
-    cfg = load_training_config(str(ROOT / "configs" / "detectron2" / "quickstart_mask_rcnn_s14_synthetic.yaml"),
-                               ["MODEL.WEIGHTS", "", "MODEL.DEVICE", "cpu", "MODEL.RESNEST.VARIANT", "resnest14",
-                                "MODEL.RESNETS.NORM", "BN", "MODEL.BACKBONE.FREEZE_AT", "2"])
+    cfg = _detectron2_config("MODEL.RESNEST.MEMORY_EFFICIENT", "True")
     backbone = rd2.build_resnest_backbone(cfg, ShapeSpec(channels=3))
     _check(backbone, torch.rand(2, 3, 256, 256), lambda model, x: list(model(x).values()))
 
@@ -49,5 +54,31 @@ def test_detectron2_backbone_trains_with_the_formulation():
 def test_openmmlab_backbone_trains_with_the_formulation():
     with DefaultScope.overwrite_default_scope("mmdet"):
         backbone = MODELS.build(dict(type="ResNeStBackbone", depth=50, base_channels=32, norm_eval=False,
-                                     frozen_stages=1))
+                                     frozen_stages=1, memory_efficient=True))
     _check(backbone, torch.rand(2, 3, 256, 256), lambda model, x: list(model(x)))
+
+
+def test_detectron2_switch_is_off_by_default_and_checked():
+    assert rd2.build_resnest_backbone(_detectron2_config(), ShapeSpec(channels=3)).memory_efficient is False
+    auto = rd2.build_resnest_backbone(_detectron2_config("MODEL.RESNEST.MEMORY_EFFICIENT", "None"),
+                                      ShapeSpec(channels=3))
+    assert auto.memory_efficient is None
+    with pytest.raises(ValueError, match="MODEL.RESNEST.MEMORY_EFFICIENT"):  # yacs' type check names the key
+        _detectron2_config("MODEL.RESNEST.MEMORY_EFFICIENT", "yes")
+    cfg = _detectron2_config()
+    cfg.defrost()
+    cfg.MODEL.RESNEST.MEMORY_EFFICIENT = 1  # set in code, past yacs' check
+    with pytest.raises(ValueError, match="MODEL.RESNEST.MEMORY_EFFICIENT must be True, False or None"):
+        rd2.build_resnest_backbone(cfg, ShapeSpec(channels=3))
+
+
+@pytest.mark.parametrize("scope", ["mmdet", "mmseg"])
+def test_openmmlab_switch_is_off_by_default_and_checked(scope):
+    import resnest_backbones.mmseg  # noqa: F401  (registers ResNeStBackbone in mmseg)
+    from mmseg.registry import MODELS as MMSEG_MODELS
+    registry = MODELS if scope == "mmdet" else MMSEG_MODELS
+    with DefaultScope.overwrite_default_scope(scope):
+        assert registry.build(dict(type="ResNeStBackbone", depth=14)).memory_efficient is False
+        assert registry.build(dict(type="ResNeStBackbone", depth=14, memory_efficient=True)).memory_efficient is True
+        with pytest.raises(ValueError, match="memory_efficient must be True, False or None"):
+            registry.build(dict(type="ResNeStBackbone", depth=14, memory_efficient="yes"))

@@ -32,7 +32,7 @@ def test_train_mode_forward_and_gradients_match_timm(timm_name, our_name, memory
     weights = [torch.randn(f.shape[1:]) for f in expected]  # a loss that weighs every element differently
     sum((f * w).sum() for f, w in zip(expected, weights)).backward()
     got = list(ours.forward_features(x).values())
-    assert (uses_memory_efficient(got) > 0) == memory_efficient  # True: forced (the default starts at larger inputs)
+    assert (uses_memory_efficient(got) > 0) == memory_efficient  # True: on (opt-in), for any input size
     sum((f * w).sum() for f, w in zip(got, weights)).backward()
     for out, ref in zip(got, expected):
         assert ((out - ref).abs().max() / ref.abs().max()).item() < 1e-5

@@ -12,9 +12,9 @@ Workloads (``--workloads``):
                its row runs the backbone). Rows: ours plain eager, ours fast path (``to_fast_inference``), peers.
     det        1x3x800x1216, eval, no_grad, backbone features (all four stages); same rows.
     train      2x3x512x512, train-mode BN everywhere (mmdet ``norm_eval=False``), forward + backward of the sum of the
-               four stages' means, parameter gradients set to None before each step. Rows: ours (the default
-               training formulation, ``resnest_backbones.memory_efficient``), ours plain eager
-               (``memory_efficient=False``), timm, mmdet, torchvision.
+               four stages' means, parameter gradients set to None before each step. Rows: ours with the
+               training formulation (``memory_efficient=True``, opt-in: ``resnest_backbones.memory_efficient``),
+               ours plain eager (``memory_efficient=False``, the default), timm, mmdet, torchvision.
     train_det  2x3x800x1216, as ``train`` with the stem and res2 frozen (detectron2's FREEZE_AT=2: no gradients,
                FrozenBatchNorm2d there, train-mode BN in res3-res5). Batch 2: with train-mode BN a batch of one
                fails in split attention's BN over 1x1 maps (any ResNeSt implementation).
@@ -31,7 +31,7 @@ what was allocated before.
 
 Other outputs: ``--plot`` draws batch-1 latency against GMACs and parameters of every variant (with a params/GMACs
 table, fvcore's count: one multiply-add = one flop); ``--memory-plot`` draws the saved training activations of every
-variant (default formulation and plain eager) against ResNet-50, timm and mmdet. ``tools/benchmark_compile.py``
+variant (training formulation and plain eager) against ResNet-50, timm and mmdet. ``tools/benchmark_compile.py``
 times the ``torch.compile``d training step.
 
 Usage:
@@ -63,8 +63,8 @@ from resnest_backbones.fast_inference import to_fast_inference  # noqa: E402
 from resnest_backbones.keymaps import official_to_openmmlab  # noqa: E402
 from resnest_backbones.layers import FrozenBatchNorm2d  # noqa: E402
 
-OURS, PLAIN, FAST, TIMM, MMDET, TV = ("ResNeSt-50 ours", "ResNeSt-50 ours plain eager", "ResNeSt-50 ours fast path",
-                                      "timm resnest50d", "mmdet ResNeSt-50", "torchvision resnet50")
+OURS, PLAIN, FAST = "ResNeSt-50 ours memory_efficient", "ResNeSt-50 ours plain eager", "ResNeSt-50 ours fast path"
+TIMM, MMDET, TV = "timm resnest50d", "mmdet ResNeSt-50", "torchvision resnet50"
 PEER_RESNESTS = (TIMM, MMDET)
 TRAINING = ("train", "train_det")
 WORKLOADS = {"cls": (8, 224, 224), "det": (1, 800, 1216), "train": (2, 512, 512), "train_det": (2, 800, 1216)}
@@ -107,10 +107,11 @@ def freeze_stem_and_res2(entry: Entry) -> None:
 
 
 def build_models(names: Optional[List[str]] = None, training: bool = False,
-                 memory_efficient: Optional[bool] = None) -> Dict[str, Entry]:
+                 memory_efficient: Optional[bool] = True) -> Dict[str, Entry]:
     """The models of ``names`` (default: all of the inference or training rows); the four ResNeSts hold the same
     weights (timm's random init copied into ours, mmdet's loaded through the OpenMMLab key layout).
-    ``memory_efficient`` is the training formulation of the "ours" row (None: the default; True forces it on CUDA)."""
+    ``memory_efficient`` is the training formulation of the "ours memory_efficient" row (True: every block; None:
+    CPU blocks with large inputs)."""
     import timm
     import torchvision
 
@@ -317,7 +318,7 @@ def saved_for_backward_mib(entry: Entry, x: torch.Tensor, amp: bool = False) -> 
 
 
 def measure_training_memory_here(names: List[str], workloads: List[str], channels_last: bool, threads: int,
-                                 memory_efficient: Optional[bool] = None) -> Dict:
+                                 memory_efficient: Optional[bool] = True) -> Dict:
     """In this process (started with glibc's mmap threshold fixed), per model and training workload: ``peak``, the
     MiB one training step needs above the RSS before it, and ``saved``, the MiB autograd saves in that step.
 
@@ -349,7 +350,7 @@ def measure_training_memory_here(names: List[str], workloads: List[str], channel
 
 
 def training_memory_subprocess(names: List[str], workloads: List[str], channels_last: bool, threads: int,
-                               memory_efficient: str = "auto") -> Dict:
+                               memory_efficient: str = "on") -> Dict:
     """``{name: {workload: {"peak": MiB, "saved": MiB}}}``, measured one model after another in one fresh process
     (see the module docstring)."""
     command = [sys.executable, os.path.abspath(__file__), "--_memory-of", *names, "--workloads", *workloads,
@@ -494,12 +495,12 @@ def variant_latency(rows: List[Dict], device, memory_format, repeats: int):
 
 
 def variant_training_memory(size: int = 256) -> List[Dict]:
-    """Saved training activations (MiB, 2 x 3 x size x size, train-mode BN) of every variant, with the default
+    """Saved training activations (MiB, 2 x 3 x size x size, train-mode BN) of every variant, with the training
     formulation and plain eager, and of the peers."""
     rows = []
     x = torch.rand(2, 3, size, size)
     for name in rb.list_models():
-        model = rb.create_model(name).train()
+        model = rb.create_model(name, memory_efficient=True).train()
         entry = Entry(name, model, lambda x, m=model: list(m.forward_features(x).values()), None)
         row = {"model": name, "saved MiB": saved_for_backward_mib(entry, x)}
         model.memory_efficient = False
@@ -557,7 +558,7 @@ def plot_memory(rows: List[Dict], path: str, size: int):
     axis.bar([p - 0.2 for p in positions], [row["plain eager saved MiB"] for row in variants], 0.4,
              color="tab:gray", label="ours, plain eager (as timm/mmdet)")
     axis.bar([p + 0.2 for p in positions], [row["saved MiB"] for row in variants], 0.4, color="tab:blue",
-             label="ours, default training formulation")
+             label="ours, memory_efficient=True")
     styles = {TV: ("black", "-"), TIMM: ("tab:red", "--"), MMDET: ("tab:orange", ":")}
     for name, value in peers.items():
         color, style = styles[name]
@@ -593,9 +594,9 @@ def parse_args(argv=None):
     parser.add_argument("--no-memory", action="store_true", help="skip the per-model peak-memory subprocesses")
     parser.add_argument("--plot", help="params/GMACs table and batch-1 latency of every variant, drawn to this PNG")
     parser.add_argument("--memory-plot", help="saved training activations of every variant, drawn to this PNG")
-    parser.add_argument("--memory-efficient", choices=("auto", "on", "off"), default="auto",
-                        help="training formulation of the 'ours' rows: auto (the default: on for CPU), on (forced, "
-                        "e.g. on CUDA), off")
+    parser.add_argument("--memory-efficient", choices=("on", "auto", "off"), default="on",
+                        help="training formulation of the 'ours memory_efficient' row: on (memory_efficient=True, "
+                        "the default here), auto (None: CPU blocks with large inputs), off")
     parser.add_argument("--profile", action="store_true", help="also print where the time of each training step "
                         "goes (torch.profiler, self CPU time per op group)")
     parser.add_argument("--_memory-of", dest="memory_of", nargs="+", help=argparse.SUPPRESS)

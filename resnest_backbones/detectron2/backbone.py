@@ -112,9 +112,13 @@ def resnest_kwargs(cfg) -> Dict:
     if not 0 <= freeze_at <= 5:
         raise ValueError(f"MODEL.BACKBONE.FREEZE_AT must be in 0..5 (0 = nothing, 1 = stem, 2 = stem + res2, ...), "
                          f"got {freeze_at}")
+    if not (rcfg.MEMORY_EFFICIENT is None or isinstance(rcfg.MEMORY_EFFICIENT, bool)):
+        raise ValueError(f"MODEL.RESNEST.MEMORY_EFFICIENT must be True, False or None (CPU blocks with large inputs), "
+                         f"got {rcfg.MEMORY_EFFICIENT!r}")
     arch.update(out_features=out_features, output_stride=16 if dilation == 2 else 32,
                 dilated_layout=rcfg.DILATED_LAYOUT, norm_layer=norm_layer_of(cfg.MODEL.RESNETS.NORM),
                 drop_block_prob=rcfg.DROP_BLOCK_PROB, last_gamma=rcfg.LAST_GAMMA, with_cp=rcfg.WITH_CP,
+                memory_efficient=rcfg.MEMORY_EFFICIENT,
                 # detectron2's FREEZE_AT counts the stem as stage 1; the core's frozen_stages counts it as 0.
                 frozen_stages=freeze_at - 1)
     return arch

@@ -35,6 +35,10 @@ def add_resnest_config(cfg: CN) -> CN:
     _c.DROP_BLOCK_PROB = 0.0  # DropBlock probability in res4/res5 during training (0: off)
     _c.LAST_GAMMA = False  # zero-init the last BN of each block (only matters when training from scratch)
     _c.WITH_CP = False  # gradient checkpointing of every block: less memory, one extra forward
+    # Training formulation with exact gradients and 0.75x the saved activations (resnest_backbones.memory_efficient):
+    # True every block; None CPU blocks with large inputs; False plain eager. Opt-in: with glibc's default heap
+    # policy it slows CPU training (start the process with tcmalloc or fixed malloc thresholds: docs/benchmarks.md).
+    _c.MEMORY_EFFICIENT = False
     _c.FAST_INFERENCE = False  # at test time, fuse the backbone with resnest_backbones.fast_inference.to_fast_inference
 
     return cfg

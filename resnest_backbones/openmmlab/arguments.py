@@ -31,7 +31,7 @@ DEPTH_BLOCKS = {50: (3, 4, 6, 3), 101: (3, 4, 23, 3), 152: (3, 8, 36, 3), 200: (
 MMCV_NORMS = {"BN": "BN", "BN2d": "BN", "SyncBN": "SyncBN", "GN": "GN", "FrozenBN": "FrozenBN"}
 # The project's own arguments, beside mmdet's / mmseg's.
 PROJECT_ARGUMENTS = ("variant", "output_stride", "dilated_layout", "attention_norm_cfg", "avd_first",
-                     "drop_block_prob", "last_gamma", "fast_inference")
+                     "drop_block_prob", "last_gamma", "fast_inference", "memory_efficient")
 # Arguments of earlier versions of this adapter (the core's names), and what replaces them.
 RENAMED = {"cardinality": "groups", "stem_width": "stem_channels (= 2 * stem_width)",
            "avd": "avg_down_stride", "out_features": "out_indices"}
@@ -149,13 +149,16 @@ def core_kwargs(defaults: FrameworkDefaults, depth=None, in_channels=3, stem_cha
                 with_cp=False, groups=None, base_width=None, radix=None, reduction_factor=None,
                 avg_down_stride=True, contract_dilation=None, multi_grid=None, variant=None, output_stride=None,
                 dilated_layout=None, attention_norm_cfg=None, avd_first=None, drop_block_prob=0.0,
-                last_gamma=False) -> Dict:
+                last_gamma=False, memory_efficient=False) -> Dict:
     """Keyword arguments of the core ``ResNeSt`` that build what mmdet's (``defaults=MMDET``) or mmseg's
     (``MMSEG``) ``ResNeSt`` builds from the same arguments. ``None`` means the variant's value if ``variant`` is
     given, else the framework's default. See ``ResNeStBackbone`` for each argument."""
     _check_unsupported(style, conv_cfg, dcn, plugins)
     if isinstance(num_stages, bool) or num_stages not in (1, 2, 3, 4):
         raise OpenMMLabArgumentError(f"num_stages must be 1, 2, 3 or 4 (as mmdet's ResNet), got {num_stages!r}")
+    if not (memory_efficient is None or isinstance(memory_efficient, bool)):
+        raise OpenMMLabArgumentError(f"memory_efficient must be True, False or None (CPU blocks with large inputs), "
+                                     f"got {memory_efficient!r}")
     arch = _architecture(depth, variant)
     given = dict(stem_channels=stem_channels, groups=groups, base_width=base_width, radix=radix,
                  reduction_factor=reduction_factor, avd_first=avd_first)
@@ -181,7 +184,7 @@ def core_kwargs(defaults: FrameworkDefaults, depth=None, in_channels=3, stem_cha
         num_stages=num_stages, multi_grid=multi_grid,
         out_features=[STAGE_NAMES[i] for i in out_indices], frozen_stages=frozen_stages,
         norm_eval=defaults.norm_eval if norm_eval is None else norm_eval, with_cp=with_cp,
-        drop_block_prob=drop_block_prob, last_gamma=last_gamma,
+        drop_block_prob=drop_block_prob, last_gamma=last_gamma, memory_efficient=memory_efficient,
         norm_layer=norm_factory(norm_cfg),
         # mmdet and mmseg normalise the attention vector with norm_cfg itself (with GN: the same num_groups).
         attention_norm_layer=norm_factory(attention_norm_cfg if attention_norm_cfg is not None else norm_cfg,

@@ -79,6 +79,10 @@ class ResNeStBackbone(ResNeSt, BaseModule):
         fast_inference (bool): in eval mode, run a copy with BatchNorm folded into the convolutions
             (``resnest_backbones.fast_inference``); made at the first eval forward, dropped by ``train()`` and
             ``load_state_dict``. Default: False.
+        memory_efficient (bool, optional): train with the formulation of ``resnest_backbones.memory_efficient``:
+            the same outputs and gradients, 0.75x the saved activations of ResNeSt-50 (the level of ResNet-50).
+            True every block; None CPU blocks with large inputs; False plain eager. Opt-in: with glibc's default
+            heap policy it slows CPU training (docs/benchmarks.md). Default: False.
 
     Example:
         >>> import torch
@@ -104,7 +108,7 @@ class ResNeStBackbone(ResNeSt, BaseModule):
                  variant: Optional[str] = None, output_stride: Optional[int] = None,
                  dilated_layout: Optional[str] = None, attention_norm_cfg: Optional[Dict] = None,
                  avd_first: Optional[bool] = None, drop_block_prob: float = 0.0, last_gamma: bool = False,
-                 fast_inference: bool = False, **unknown):
+                 fast_inference: bool = False, memory_efficient: Optional[bool] = False, **unknown):
         check_argument_names(unknown, OPENMMLAB_ARGUMENTS + PROJECT_ARGUMENTS)
         init_cfg = self._init_cfg_from(pretrained, init_cfg)
         super().__init__(**core_kwargs(
@@ -115,7 +119,8 @@ class ResNeStBackbone(ResNeSt, BaseModule):
             radix=radix, reduction_factor=reduction_factor, avg_down_stride=avg_down_stride,
             contract_dilation=contract_dilation, multi_grid=multi_grid, variant=variant, output_stride=output_stride,
             dilated_layout=dilated_layout, attention_norm_cfg=attention_norm_cfg, avd_first=avd_first,
-            drop_block_prob=drop_block_prob, last_gamma=last_gamma))  # BaseModule.__init__ runs with init_cfg=None
+            drop_block_prob=drop_block_prob, last_gamma=last_gamma,
+            memory_efficient=memory_efficient))  # BaseModule.__init__ runs with init_cfg=None
         self.init_cfg = init_cfg
         self.variant = variant
         self.depth = depth
