@@ -27,8 +27,8 @@ bit. ``tests/test_memory_efficient.py`` checks gradients, running statistics and
 Opt-in: blocks run it only when their ``memory_efficient`` is True or None (``ResNeSt(memory_efficient=...)``,
 :func:`set_memory_efficient`, detectron2's ``MODEL.RESNEST.MEMORY_EFFICIENT``, OpenMMLab's ``memory_efficient=``).
 It is not the default because it is not no slower everywhere: per training process (ResNeSt-50, 2x3x512x512, CPU)
-it ran at 1.17x the plain block's step with glibc's default heap policy, whose page faults it raises 1.5-4x, and at
-0.99-1.05x with tcmalloc or with glibc's mmap and trim thresholds fixed (``docs/benchmarks.md``). When it applies
+it ran at 1.08-1.17x the plain block's step with glibc's default heap policy, whose page faults it raises 1.5-4x,
+and at 0.99-1.06x with tcmalloc (``docs/benchmarks.md``). When it applies
 (:func:`applies`), otherwise the block runs its plain eager forward:
 
 * ``memory_efficient`` is True (CPU and CUDA, any input size) or None (the CPU only, blocks whose input has at least
