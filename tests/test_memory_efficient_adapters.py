@@ -68,7 +68,7 @@ def test_detectron2_switch_is_off_by_default_and_checked():
     cfg = _detectron2_config()
     cfg.defrost()
     cfg.MODEL.RESNEST.MEMORY_EFFICIENT = 1  # set in code, past yacs' check
-    with pytest.raises(ValueError, match="MODEL.RESNEST.MEMORY_EFFICIENT must be True, False or None"):
+    with pytest.raises(ValueError, match="MODEL.RESNEST.MEMORY_EFFICIENT: memory_efficient must be None"):
         rd2.build_resnest_backbone(cfg, ShapeSpec(channels=3))
 
 
@@ -80,5 +80,5 @@ def test_openmmlab_switch_is_off_by_default_and_checked(scope):
     with DefaultScope.overwrite_default_scope(scope):
         assert registry.build(dict(type="ResNeStBackbone", depth=14)).memory_efficient is False
         assert registry.build(dict(type="ResNeStBackbone", depth=14, memory_efficient=True)).memory_efficient is True
-        with pytest.raises(ValueError, match="memory_efficient must be True, False or None"):
+        with pytest.raises(ValueError, match="memory_efficient must be None"):
             registry.build(dict(type="ResNeStBackbone", depth=14, memory_efficient="yes"))

@@ -112,9 +112,6 @@ def resnest_kwargs(cfg) -> Dict:
     if not 0 <= freeze_at <= 5:
         raise ValueError(f"MODEL.BACKBONE.FREEZE_AT must be in 0..5 (0 = nothing, 1 = stem, 2 = stem + res2, ...), "
                          f"got {freeze_at}")
-    if not (rcfg.MEMORY_EFFICIENT is None or isinstance(rcfg.MEMORY_EFFICIENT, bool)):
-        raise ValueError(f"MODEL.RESNEST.MEMORY_EFFICIENT must be True, False or None (CPU blocks with large inputs), "
-                         f"got {rcfg.MEMORY_EFFICIENT!r}")
     arch.update(out_features=out_features, output_stride=16 if dilation == 2 else 32,
                 dilated_layout=rcfg.DILATED_LAYOUT, norm_layer=norm_layer_of(cfg.MODEL.RESNETS.NORM),
                 drop_block_prob=rcfg.DROP_BLOCK_PROB, last_gamma=rcfg.LAST_GAMMA, with_cp=rcfg.WITH_CP,
@@ -128,6 +125,7 @@ def resnest_kwargs(cfg) -> Dict:
 _KEY_OF_ARGUMENT = {**{arg: f"MODEL.RESNEST.{key}" for key, arg in _ARCH_KEYS.items()},
                     "dilated_layout": "MODEL.RESNEST.DILATED_LAYOUT", "drop_block_prob": "MODEL.RESNEST.DROP_BLOCK_PROB",
                     "DropBlock": "MODEL.RESNEST.DROP_BLOCK_PROB",
+                    "memory_efficient": "MODEL.RESNEST.MEMORY_EFFICIENT",
                     "in_channels": "MODEL.PIXEL_MEAN (one entry per input channel)"}
 
 

@@ -156,9 +156,6 @@ def core_kwargs(defaults: FrameworkDefaults, depth=None, in_channels=3, stem_cha
     _check_unsupported(style, conv_cfg, dcn, plugins)
     if isinstance(num_stages, bool) or num_stages not in (1, 2, 3, 4):
         raise OpenMMLabArgumentError(f"num_stages must be 1, 2, 3 or 4 (as mmdet's ResNet), got {num_stages!r}")
-    if not (memory_efficient is None or isinstance(memory_efficient, bool)):
-        raise OpenMMLabArgumentError(f"memory_efficient must be True, False or None (CPU blocks with large inputs), "
-                                     f"got {memory_efficient!r}")
     arch = _architecture(depth, variant)
     given = dict(stem_channels=stem_channels, groups=groups, base_width=base_width, radix=radix,
                  reduction_factor=reduction_factor, avd_first=avd_first)
