@@ -249,7 +249,7 @@ def load_pretrained(model: nn.Module, source: Union[str, Mapping], allow_unsafe_
     """
     fmt, state = to_official(load_state(source, allow_unsafe_pickle, progress))
     own = model.state_dict()
-    built_stages = set(getattr(model, "stage_names", []))
+    built_stages = set(getattr(model, "layer_names", []))
     has_head = getattr(model, "num_classes", 0) > 0
     report = LoadReport(_describe(source), fmt)
 

@@ -1,8 +1,10 @@
 """Fast inference: fold every BatchNorm into its convolution and run split attention with fewer passes.
 
-``to_fast_inference(model)`` is the single public call. The adapters use it at test time when asked to (the
-OpenMMLab argument ``fast_inference=True``, detectron2's ``MODEL.RESNEST.FAST_INFERENCE``).
-It rewrites a :class:`~resnest_backbones.resnest.ResNeSt` in place:
+``to_fast_inference(model)`` rewrites a :class:`~resnest_backbones.resnest.ResNeSt` in place, and the model's class
+becomes a subclass of its own (``FastInference<Class>``: eval-only, features returned in the caller's layout); the
+core knows nothing of it. The adapters' backbones take ``fast_inference=True`` (OpenMMLab) /
+``MODEL.RESNEST.FAST_INFERENCE`` (detectron2) through :class:`FastInferenceOption`: in eval mode they run a fused
+copy of themselves. What the rewrite does:
 
 * every BatchNorm / SyncBatchNorm / FrozenBatchNorm2d that directly follows a convolution is folded into that
   convolution's weight and bias (stem, ``conv1``/``bn1``, split attention ``conv``/``bn0`` and ``fc1``/``bn1``,
@@ -15,8 +17,8 @@ It rewrites a :class:`~resnest_backbones.resnest.ResNeSt` in place:
   tracing, ``torch.compile``, CUDA, other dtypes) the same modules run as plain ``conv`` + ``relu``;
 * there, the stem and the stages also compute in channels_last, oneDNN's native layout, whatever the input's layout
   (an NCHW tensor would be reordered around every convolution): the stem converts the input once, the stages pass
-  channels_last on to each other, and ``forward_features`` returns each feature in the input's layout (one copy per
-  returned feature; none for the classifier's logits);
+  channels_last on to each other, and the fused model's ``forward_features`` returns each feature in the input's
+  layout (one copy per returned feature; none for the classifier's logits);
 * split attention pools the concatenated splits once and sums the pooled vectors (instead of materialising the sum
   of full-size splits), gets its attention radix-major straight from ``fc2`` (its output channels are permuted once
   here, so no transpose at run time), and forms the weighted sum with one multiply and ``radix - 1`` in-place
@@ -26,8 +28,8 @@ The result computes the same function as the eval-mode model up to float roundin
 ``tests/test_fast_inference.py``). It has no BatchNorm left to train, so it is eval-only: fusing a model in training mode
 raises, and so does switching a fused model back to training.
 """
-import warnings
-from typing import List, Optional
+import copy
+from typing import Dict, List, Optional
 
 import torch
 import torch.nn.functional as F
@@ -36,6 +38,7 @@ from torch import nn
 from .layers import DropBlock2D, FrozenBatchNorm2d, memory_format_of
 from .resnest import Bottleneck, ResNeSt
 from .split_attention import SplitAttention
+from .validation import check_boolean
 
 _FOLDABLE_NORMS = (nn.modules.batchnorm._BatchNorm, FrozenBatchNorm2d)
 # oneDNN convolution with fused post-ops (what inductor's CPU backend emits); absent from builds without mkldnn.
@@ -106,14 +109,20 @@ def _flatten(module: Optional[nn.Module]) -> List[nn.Module]:
     return list(module) if isinstance(module, nn.Sequential) else [module]
 
 
+def _plain_eager(x) -> bool:
+    """Not compiling (inductor fuses on its own and must see standard ops), scripting, tracing or ``torch.fx``
+    tracing (exports must stay portable)."""
+    return not (torch.compiler.is_compiling() or torch.jit.is_scripting() or torch.jit.is_tracing()
+                or isinstance(x, torch.fx.Proxy))
+
+
 def _onednn_applies(x: torch.Tensor, conv: nn.Module) -> bool:
     """Whether the fused oneDNN kernel can replace ``conv`` + pointwise ops here (checked per call, cheaply).
 
-    Not while compiling (inductor fuses on its own and must see standard ops), tracing (exports must stay
-    portable), or recording autograd (the fused kernels have no backward); only fp32 CPU tensors and plain
-    zero-padded ``nn.Conv2d`` modules.
+    Only in plain eager runs (:func:`_plain_eager`), not while recording autograd (the fused kernels have no
+    backward); only fp32 CPU tensors and plain zero-padded ``nn.Conv2d`` modules.
     """
-    if torch.compiler.is_compiling() or torch.jit.is_scripting() or torch.jit.is_tracing():
+    if not _plain_eager(x):
         return False
     return (_ONEDNN_POINTWISE and not torch.is_grad_enabled() and x.device.type == "cpu"
             and x.dtype == torch.float32 and isinstance(conv, nn.Conv2d) and conv.padding_mode == "zeros"
@@ -124,7 +133,7 @@ def _channels_last_applies(x: torch.Tensor) -> bool:
     """Whether a fused stem/stage runs in channels_last whatever the input's layout: where oneDNN runs it (see
     :func:`_onednn_applies`), NHWC is its native layout, and an NCHW tensor is reordered on entry and exit of every
     convolution (measured: the fused model in NCHW 1.2x slower than in channels_last, both with NCHW input)."""
-    if torch.compiler.is_compiling() or torch.jit.is_scripting() or torch.jit.is_tracing():
+    if not _plain_eager(x):
         return False
     return (_ONEDNN_POINTWISE and not torch.is_grad_enabled() and x.device.type == "cpu"
             and x.dtype == torch.float32 and x.dim() == 4)
@@ -306,8 +315,9 @@ class FusedBottleneck(_EvalOnly):
 def to_fast_inference(model: nn.Module) -> nn.Module:
     """Fold the norms of ``model`` into its convolutions for inference; returns the same (modified) model.
 
-    Works on a :class:`ResNeSt` (stem, every stage; the classification head is kept) or on a single
-    :class:`Bottleneck` / :class:`SplitAttention` (a new fused module is returned for those).
+    Works on a :class:`ResNeSt` (stem, every stage; the classification head is kept; its class becomes
+    ``FastInference<Class>``, a subclass) or on a single :class:`Bottleneck` / :class:`SplitAttention` (a new fused
+    module is returned for those).
 
     Args:
         model: an eval-mode ResNeSt, Bottleneck or SplitAttention (call ``model.eval()`` first).
@@ -325,21 +335,35 @@ def to_fast_inference(model: nn.Module) -> nn.Module:
         >>> model = to_fast_inference(create_model("resnest50").eval())
         >>> features = model.forward_features(torch.rand(1, 3, 224, 224))
     """
-    if getattr(model, "is_fast_inference", False) or isinstance(model, _EvalOnly):
+    if is_fast_inference(model):
         raise FastInferenceError(f"This {type(model).__name__} is already fused for inference (to_fast_inference "
                                  "was applied to it); use it as it is. It was left unchanged.")
     training = [name or "<model>" for name, module in model.named_modules() if module.training]
     if training:
         raise FastInferenceError(f"to_fast_inference needs an eval-mode model (call model.eval() first); in "
-                               f"training mode: {', '.join(training[:5])}{' ...' if len(training) > 5 else ''}")
+                                 f"training mode: {', '.join(training[:5])}{' ...' if len(training) > 5 else ''}")
     if isinstance(model, SplitAttention):
         return FusedSplitAttention(model).eval()
     if isinstance(model, Bottleneck):
         return FusedBottleneck(model).eval()
     if not isinstance(model, ResNeSt):
         raise TypeError(f"to_fast_inference expects a ResNeSt, Bottleneck or SplitAttention, got {type(model)}")
+    model.conv1 = _fused_stem(model)
+    model.bn1 = nn.Identity()
+    model.relu = nn.Identity()
+    model.maxpool = nn.Identity()
+    for name in model.layer_names:
+        setattr(model, name, FusedStage(*[FusedBottleneck(block) for block in getattr(model, name)]).eval())
+    if isinstance(model, FastInferenceOption):
+        model.fast_inference = False  # the model is its own fused form now
+    model.__class__ = _fast_inference_class(type(model))
+    return model.eval()
+
+
+def _fused_stem(model: ResNeSt) -> "FusedStem":
+    """The stem (``conv1``, ``bn1``, ``relu``, ``maxpool``) folded and grouped into (conv or conv + GroupNorm) units,
+    each followed by a ReLU (the last one is ``model.relu``)."""
     stem = _fuse_sequential(_flatten(model.conv1) + [model.bn1])
-    # Group the stem into (conv or conv+GroupNorm) units, each followed by ReLU; the last ReLU is model.relu's.
     units, unit = [], []
     for module in _flatten(stem):
         if isinstance(module, nn.ReLU):
@@ -348,23 +372,89 @@ def to_fast_inference(model: nn.Module) -> nn.Module:
         else:
             unit.append(module)
     units.append(unit[0] if len(unit) == 1 else nn.Sequential(*unit))
-    model.conv1 = FusedStem(units, model.maxpool)
-    model.bn1 = nn.Identity()
-    model.relu = nn.Identity()
-    model.maxpool = nn.Identity()
-    for stage_name in model.stage_names:
-        stage = getattr(model, stage_name)
-        setattr(model, stage_name, FusedStage(*[FusedBottleneck(block) for block in stage]).eval())
-    model.is_fast_inference = True  # marks the converted model
-    return model.eval()
+    return FusedStem(units, model.maxpool)
 
 
-# Deprecated names (until the next release): the feature used to be called "fast path" / "fuse for inference".
-FusedModuleError = FastInferenceError
+def is_fast_inference(model: nn.Module) -> bool:
+    """Whether ``model`` is the result of :func:`to_fast_inference` (a fused ResNeSt or a fused module)."""
+    return isinstance(model, (FastInferenceModel, _EvalOnly))
 
 
-def fuse_for_inference(model: nn.Module) -> nn.Module:
-    """Deprecated alias of :func:`to_fast_inference`."""
-    warnings.warn("resnest_backbones: fuse_for_inference is deprecated, use "
-                  "resnest_backbones.fast_inference.to_fast_inference", DeprecationWarning, stacklevel=2)
-    return to_fast_inference(model)
+class FastInferenceModel:
+    """What a ResNeSt becomes through :func:`to_fast_inference` (mixed into a subclass of its own class): inference
+    only, and ``forward_features`` gives the features back in the caller's memory layout (its fused stages compute
+    in channels_last)."""
+
+    def train(self, mode: bool = True):
+        if mode:
+            # Refused before nn.Module.train switches this module and then its children one by one: a refusal from
+            # a fused child would leave the model half in training mode.
+            raise FastInferenceError(f"This {type(self).__name__} went through to_fast_inference (its BatchNorms "
+                                     "are folded into the convolutions), so it is inference-only; train the "
+                                     "original model instead. It stays in eval mode.")
+        return super().train(False)
+
+    def forward_features(self, x: torch.Tensor) -> Dict[str, torch.Tensor]:
+        features = self._forward_stages(x)[0]
+        if not torch.jit.is_scripting() and _plain_eager(x):
+            features = _in_layout_of(x, features)
+        return features
+
+
+@torch.jit.unused
+def _in_layout_of(x: torch.Tensor, features: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
+    memory_format = memory_format_of(x)
+    return {name: feature.contiguous(memory_format=memory_format) for name, feature in features.items()}
+
+
+_FAST_INFERENCE_CLASSES: Dict[type, type] = {}
+
+
+def _fast_inference_class(cls: type) -> type:
+    """``FastInference<cls>``: :class:`FastInferenceModel` mixed into ``cls`` (made once per class)."""
+    if cls not in _FAST_INFERENCE_CLASSES:
+        _FAST_INFERENCE_CLASSES[cls] = type(f"FastInference{cls.__name__}", (FastInferenceModel, cls),
+                                            {"__module__": cls.__module__})
+    return _FAST_INFERENCE_CLASSES[cls]
+
+
+class FastInferenceOption:
+    """Mixin of the adapters' backbones (detectron2 ``MODEL.RESNEST.FAST_INFERENCE``, OpenMMLab
+    ``fast_inference=True``): with ``fast_inference`` set, an eval-mode forward runs a fused copy of the backbone
+    (:func:`to_fast_inference`), made at the first such forward and dropped when the weights may change (``train()``,
+    ``load_state_dict``, ``.to()`` and the like). The copy is kept outside the module tree: it is in neither
+    ``state_dict()`` nor ``parameters()``, so checkpoints are the plain model's."""
+
+    def _init_fast_inference(self, enabled: bool) -> None:
+        """Call at the end of the backbone's ``__init__``."""
+        check_boolean("fast_inference", enabled)
+        self.fast_inference = enabled
+        self._drop_fused()
+        self.register_load_state_dict_post_hook(_drop_fused_after_load)
+
+    def _runs_fused(self) -> bool:
+        return self.fast_inference and not self.training and not torch.jit.is_scripting()
+
+    @torch.jit.unused
+    def _fused_features(self, x: torch.Tensor) -> Dict[str, torch.Tensor]:
+        if self._fused is None:
+            plain = copy.deepcopy(self)
+            plain.fast_inference = False
+            object.__setattr__(self, "_fused", to_fast_inference(plain))
+        return self._fused.forward_features(x)
+
+    def _drop_fused(self) -> None:
+        object.__setattr__(self, "_fused", None)
+
+    def _apply(self, fn, *args, **kwargs):
+        self._drop_fused()  # .to() / .cuda() / .half() do not reach the unregistered copy: rebuild it after
+        return super()._apply(fn, *args, **kwargs)
+
+    def train(self, mode: bool = True):
+        if mode:
+            self._drop_fused()  # training changes the weights the fused copy was folded from
+        return super().train(mode)
+
+
+def _drop_fused_after_load(module: FastInferenceOption, incompatible_keys) -> None:
+    module._drop_fused()  # the fused copy was folded from the weights just replaced

@@ -27,24 +27,12 @@ class DropBlock2D(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self.training or self.drop_prob == 0.0:
             return x
-        keep, scale = self.sample_keep_mask(x)
-        return x * keep * scale
+        return drop_blocks(x, self.drop_prob, self.block_size)
 
     def sample_keep_mask(self, x: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
         """A random ``(keep, scale)`` for ``x``: ``keep`` is 0/1 with ``x``'s shape, ``forward`` returns
         ``x * keep * scale`` (also used by the memory-efficient training path, which stores ``keep`` as bytes)."""
-        height, width = x.shape[-2], x.shape[-1]
-        block = min(self.block_size, height, width)
-        valid = max((height - block + 1) * (width - block + 1), 1)
-        gamma = self.drop_prob * height * width / (block ** 2) / valid
-        seeds = (torch.rand_like(x) < gamma).to(x.dtype)
-        # Grow each seed into a block. Padding block // 2 keeps the size for an odd block; an even block makes the
-        # map one row and column larger, and the slice below trims it back.
-        dropped = F.max_pool2d(seeds, block, stride=1, padding=block // 2)
-        if block % 2 == 0:
-            dropped = dropped[..., :height, :width]
-        keep = 1.0 - dropped
-        return keep, keep.numel() / keep.sum().clamp(min=1.0)
+        return keep_mask(x, self.drop_prob, self.block_size)
 
     def extra_repr(self) -> str:
         return f"drop_prob={self.drop_prob}, block_size={self.block_size}"
@@ -95,6 +83,29 @@ class FrozenBatchNorm2d(nn.Module):
             if new_child is not child:
                 setattr(module, name, new_child)
         return module
+
+
+def keep_mask(x: torch.Tensor, drop_prob: float, block_size: int) -> Tuple[torch.Tensor, torch.Tensor]:
+    """DropBlock's random ``(keep, scale)`` for ``x`` (see :class:`DropBlock2D`)."""
+    height, width = x.shape[-2], x.shape[-1]
+    block = min(block_size, height, width)
+    valid = max((height - block + 1) * (width - block + 1), 1)
+    gamma = drop_prob * height * width / (block ** 2) / valid
+    seeds = (torch.rand_like(x) < gamma).to(x.dtype)
+    # Grow each seed into a block. Padding block // 2 keeps the size for an odd block; an even block makes the map
+    # one row and column larger, and the slice below trims it back.
+    dropped = F.max_pool2d(seeds, block, stride=1, padding=block // 2)
+    if block % 2 == 0:
+        dropped = dropped[..., :height, :width]
+    keep = 1.0 - dropped
+    return keep, keep.numel() / keep.sum().clamp(min=1.0)
+
+
+@torch.fx.wrap  # its block size depends on the input's size: a torch.fx trace records one call instead
+def drop_blocks(x: torch.Tensor, drop_prob: float, block_size: int) -> torch.Tensor:
+    """``x`` with random ``block_size`` x ``block_size`` blocks dropped and the rest rescaled (DropBlock training)."""
+    keep, scale = keep_mask(x, drop_prob, block_size)
+    return x * keep * scale
 
 
 def _group_norm(num_channels: int, num_groups: int = 32, **options) -> nn.GroupNorm:

@@ -24,16 +24,14 @@ kernel ``nn.BatchNorm2d`` uses, with ``nn.BatchNorm2d``'s momentum rules (``mome
 ``num_batches_tracked``). The backward recomputes with the very same ops as the forward, so ReLU masks agree bit for
 bit. ``tests/test_memory_efficient.py`` checks gradients, running statistics and outputs against eager and timm.
 
-Opt-in: blocks run it only when their ``memory_efficient`` is True or None (``ResNeSt(memory_efficient=...)``,
-:func:`set_memory_efficient`, detectron2's ``MODEL.RESNEST.MEMORY_EFFICIENT``, OpenMMLab's ``memory_efficient=``).
-It is not the default because it is not no slower everywhere: per training process (ResNeSt-50, 2x3x512x512, CPU)
-it ran at 1.08-1.17x the plain block's step with glibc's default heap policy, whose page faults it raises 1.5-4x,
-and at 0.99-1.06x with tcmalloc (``docs/benchmarks.md``). When it applies
-(:func:`applies`), otherwise the block runs its plain eager forward:
+Opt-in, and owned by this module: :func:`set_memory_efficient` (also ``create_model(..., memory_efficient=True)``,
+detectron2's ``MODEL.RESNEST.MEMORY_EFFICIENT``, OpenMMLab's ``memory_efficient=``) swaps the model's stages for
+:class:`MemoryEfficientStage` (the core's ``Stage`` and ``Bottleneck`` know nothing of it). It is not the default because
+with glibc's default heap policy it made the CPU training step slower per process (page faults; figures in
+``docs/benchmarks.md``). A swapped stage runs it for a block when it applies (:func:`applies`), otherwise its plain eager
+forward:
 
-* ``memory_efficient`` is True (CPU and CUDA, any input size) or None (the CPU only, blocks whose input has at least
-  ``AUTO_MIN_ELEMENTS`` elements); the block is training, autograd is recording and something in the block needs a
-  gradient;
+* the block is training, autograd is recording, something in the block needs a gradient, on CPU or CUDA;
 * not under TorchScript, tracing, ONNX export or ``torch.compile`` (those see the plain, standard-op forward;
   inductor decides on its own what to recompute), not inside the block-level gradient checkpointing of
   ``with_cp`` (which already keeps only the block input);
@@ -53,18 +51,14 @@ from typing import List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
+import torch.utils.checkpoint
 from torch import nn
 from torch.autograd.function import once_differentiable
 
 from .layers import DropBlock2D, FrozenBatchNorm2d, memory_format_of
+from .resnest import Bottleneck, Stage
 
-# ``memory_efficient=None`` (auto) runs it on these device types only; ``True`` on any of the supported ones.
-AUTO_DEVICE_TYPES = ("cpu",)
 SUPPORTED_DEVICE_TYPES = ("cpu", "cuda")
-# With None, only blocks whose input has at least this many elements (4 MiB in fp32; every block of a 2x512x512
-# step): the formulation costs a fixed ~0.4 ms of Python per block and step, which small inputs, whose activations
-# need little memory anyway, do not amortise (2x3x64x64 ResNeSt-50 step: 1.06x the plain block's time).
-AUTO_MIN_ELEMENTS = 2 ** 20
 
 _state = threading.local()
 
@@ -80,23 +74,32 @@ def disabled():
         _state.disabled = previous
 
 
-def set_memory_efficient(model: nn.Module, enabled: Optional[bool]) -> nn.Module:
-    """Switch the formulation for every bottleneck of ``model`` (any module that contains them).
+def set_memory_efficient(model: nn.Module, enabled: bool) -> nn.Module:
+    """Switch the formulation on or off for every bottleneck of ``model``, in place.
+
+    On, each :class:`~resnest_backbones.resnest.Stage` becomes a :class:`MemoryEfficientStage` (the same modules and
+    parameters, the same state-dict names; only the class changes); off, the core's ``Stage`` again.
 
     Args:
         model: a ResNeSt, one of the adapters' backbones, a detector holding one, or a single block.
-        enabled: False (default of a new block): always the plain eager forward; True: every training forward (any
-            input size, CPU and CUDA); None: CPU blocks whose input has at least ``AUTO_MIN_ELEMENTS`` elements.
+        enabled: True: every training forward where the formulation applies (:func:`applies`); False: the plain
+            eager forward (the default of a new model).
 
     Returns:
         ``model``.
     """
-    if not (enabled is None or isinstance(enabled, bool)):
-        raise ValueError(f"memory_efficient must be None (auto), True or False, got {enabled!r}")
+    if not isinstance(enabled, bool):
+        raise ValueError(f"memory_efficient must be True or False, got {enabled!r}"
+                         + (" (write True or False without quotes)" if isinstance(enabled, str) else ""))
     for module in model.modules():
-        if hasattr(module, "memory_efficient") and hasattr(module, "conv3"):
-            module.memory_efficient = enabled
+        if type(module) in (Stage, MemoryEfficientStage):
+            module.__class__ = MemoryEfficientStage if enabled else Stage
     return model
+
+
+def is_memory_efficient(model: nn.Module) -> bool:
+    """Whether :func:`set_memory_efficient` switched ``model``'s bottlenecks on."""
+    return any(isinstance(module, MemoryEfficientStage) for module in model.modules())
 
 
 # ------------------------------------------------------------------------------------------------ applicability
@@ -148,15 +151,13 @@ def _norm_parameters(norm: nn.Module) -> Tuple[Optional[torch.Tensor], Optional[
 
 def applies(block: nn.Module, x: torch.Tensor) -> bool:
     """Whether :func:`bottleneck_core` replaces the eager middle of ``block`` for input ``x`` (checked per call)."""
-    if torch.compiler.is_compiling() or torch.jit.is_tracing() or torch.onnx.is_in_onnx_export():
+    if torch.compiler.is_compiling() or torch.jit.is_tracing() or torch.onnx.is_in_onnx_export() or \
+            isinstance(x, torch.fx.Proxy):
         return False  # first: under dynamo nothing below is traced
-    enabled = getattr(block, "memory_efficient", False)
-    if enabled is False or not block.training or not torch.is_grad_enabled() or getattr(_state, "disabled", False):
+    if not block.training or not torch.is_grad_enabled() or getattr(_state, "disabled", False):
         return False
     device = x.device.type
-    if device not in (SUPPORTED_DEVICE_TYPES if enabled else AUTO_DEVICE_TYPES):
-        return False
-    if enabled is None and x.numel() < AUTO_MIN_ELEMENTS:
+    if device not in SUPPORTED_DEVICE_TYPES:
         return False
     dtype = torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else x.dtype
     norm1, drop1, pool_first, conv2, norm2, drop2, sa, pool_after, conv3 = _parts(block)
@@ -438,3 +439,51 @@ def bottleneck_core(block: nn.Module, c1: torch.Tensor) -> torch.Tensor:
     norm1, _, _, conv2, norm2, _, sa, _, conv3 = parts
     return _BottleneckCore.apply(parts, c1, *_norm_parameters(norm1), conv2.weight, conv2.bias,
                                  *_norm_parameters(norm2), conv3.weight, conv3.bias, *_mlp_parameters(sa))
+
+
+# ------------------------------------------------------------------------------------------------ the swapped stage
+class MemoryEfficientStage(Stage):
+    """A :class:`~resnest_backbones.resnest.Stage` that runs each block's ``bn1 .. conv3`` as :func:`bottleneck_core`
+    where :func:`applies` (the same function, less saved memory), and the block's own forward elsewhere. Made by
+    :func:`set_memory_efficient` from an existing stage (its class is swapped, nothing else: the blocks stay the
+    core's ``Bottleneck``). Under gradient checkpointing (``with_cp``) the blocks run their plain forward: it keeps
+    only each block's input anyway, so the formulation would only add work there. On its path the block's and its
+    submodules' forward hooks do not fire."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not torch.jit.is_scripting():
+            return self._forward_in_python(x)
+        for block in self:  # TorchScript: the plain blocks
+            x = block(x)
+        return x
+
+    @torch.jit.unused
+    def _forward_in_python(self, x: torch.Tensor) -> torch.Tensor:
+        if self.with_cp and self.training and self._input_needs_grad(x):
+            return self._forward_checkpointed(x)
+        for block in self:
+            if isinstance(block, Bottleneck) and applies(block, x):
+                x = self._forward_memory_efficient(block, x)
+            else:
+                x = block(x)
+        return x
+
+    @torch.jit.unused
+    def _forward_memory_efficient(self, block: Bottleneck, x: torch.Tensor) -> torch.Tensor:
+        """The block's forward with ``bn1 .. conv3`` as :func:`bottleneck_core`."""
+        shortcut = x if block.downsample is None else block.downsample(x)
+        out = block.drop_block3(block.bn3(bottleneck_core(block, block.conv1(x))))
+        out += shortcut
+        return block.relu(out)
+
+    @torch.jit.unused
+    def _forward_checkpointed(self, x: torch.Tensor) -> torch.Tensor:
+        for block in self:
+            x = torch.utils.checkpoint.checkpoint(_plain_call, block, x, use_reentrant=False)
+        return x
+
+
+def _plain_call(block: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    # Inside the checkpointed function, so the recomputation in backward runs the plain forward too.
+    with disabled():
+        return block(x)

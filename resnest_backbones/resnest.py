@@ -2,6 +2,10 @@
 
 Module names follow the official ResNeSt and timm checkpoints (``conv1.0 .. conv1.6``, ``bn1``, ``layer1..4``,
 ``conv2.{conv,bn0,fc1,bn1,fc2}``, ``downsample.{0,1,2}``, ``fc``) so their state dicts load without renaming.
+
+The forward passes are straight-line code that every tracer reads (TorchScript, ``torch.fx``, ONNX,
+``torch.compile``). Optimisations change a model from outside, by swapping modules for their own subclasses
+(``fast_inference.to_fast_inference``, ``memory_efficient.set_memory_efficient``); this module knows none of them.
 """
 from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
 
@@ -10,20 +14,9 @@ import torch.nn.functional as F
 import torch.utils.checkpoint as cp
 from torch import nn
 
-from .layers import DropBlock2D, FrozenBatchNorm2d, NormSpec, make_norm_layer, memory_format_of, single_group
-from .memory_efficient import applies as _memory_efficient_applies, bottleneck_core, disabled, \
-    set_memory_efficient
+from .layers import DropBlock2D, FrozenBatchNorm2d, NormSpec, make_norm_layer, single_group
 from .split_attention import SplitAttention
-
-STAGE_NAMES = ("res2", "res3", "res4", "res5")
-# How the first block of a dilated (stride-1) stage is laid out; see ResNeSt's ``dilated_layout`` argument.
-DILATED_LAYOUTS = {
-    #            avd pool in that block   downsample pool before the shortcut conv
-    "official": dict(dilated_avd=True, dilated_downsample_pool="identity"),
-    "mmseg": dict(dilated_avd=False, dilated_downsample_pool="identity"),
-    "timm": dict(dilated_avd=False, dilated_downsample_pool="avg2x2_same"),
-}
-
+from .validation import DILATED_LAYOUTS, STAGE_NAMES, check_argument, check_arguments, stages_built
 
 class _SamePadAvgPool2x2(nn.Module):
     """2x2 stride-1 average pool after zero-padding one row and column at the bottom/right: what timm's
@@ -88,13 +81,8 @@ class Bottleneck(nn.Module):
         self.bn3 = norm_layer(planes * self.expansion)
         self.drop_block3 = drop_block()
         self.downsample = downsample
-        # Training formulation (memory_efficient.py), opt-in: False = plain eager, True = every training forward,
-        # None = CPU blocks with large inputs only. ResNeSt(memory_efficient=...) sets it on every block.
-        self.memory_efficient = False
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if not torch.jit.is_scripting() and self._memory_efficient_applies(x):
-            return self._forward_memory_efficient(x)
         shortcut = x if self.downsample is None else self.downsample(x)
         out = self.relu(self.drop_block1(self.bn1(self.conv1(x))))
         if self.avd_layer is not None and self.avd_first:
@@ -110,25 +98,6 @@ class Bottleneck(nn.Module):
         out += shortcut
         return self.relu(out)
 
-    @torch.jit.unused
-    def _memory_efficient_applies(self, x: torch.Tensor) -> bool:
-        return _memory_efficient_applies(self, x)
-
-    @torch.jit.unused
-    def _forward_memory_efficient(self, x: torch.Tensor) -> torch.Tensor:
-        """The same function as ``forward``; bn1 .. conv3 run as one autograd Function that saves only conv1's and
-        the split-attention conv's outputs (``memory_efficient.bottleneck_core``)."""
-        shortcut = x if self.downsample is None else self.downsample(x)
-        out = self.drop_block3(self.bn3(bottleneck_core(self, self.conv1(x))))
-        out += shortcut
-        return self.relu(out)
-
-
-def _call_eager(block: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    # Under with_cp only the block input is kept anyway: the memory-efficient formulation would only add work.
-    with disabled():
-        return block(x)
-
 
 class Stage(nn.Sequential):
     """The blocks of one stage, run in order; each block under gradient checkpointing when ``with_cp`` is set and
@@ -139,22 +108,22 @@ class Stage(nn.Sequential):
         self.with_cp = False
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.with_cp and self.training and x.requires_grad and not torch.jit.is_scripting():
+        if self.with_cp and self.training and not torch.jit.is_scripting() and self._input_needs_grad(x):
             return self._forward_checkpointed(x)
         for block in self:
             x = block(x)
         return x
 
     @torch.jit.unused
+    def _input_needs_grad(self, x: torch.Tensor) -> bool:
+        # A torch.fx trace records the plain blocks: checkpointing is a run-time memory policy, not part of the graph.
+        return not isinstance(x, torch.fx.Proxy) and x.requires_grad
+
+    @torch.jit.unused
     def _forward_checkpointed(self, x: torch.Tensor) -> torch.Tensor:
         for block in self:
-            x = cp.checkpoint(_call_eager, block, x, use_reentrant=False)
+            x = cp.checkpoint(block, x, use_reentrant=False)
         return x
-
-
-def _check_positive(name: str, value, minimum: int = 1) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
 
 
 class ResNeSt(nn.Module):
@@ -190,11 +159,6 @@ class ResNeSt(nn.Module):
         frozen_stages (int): -1 trains everything, 0 freezes the stem, k also freezes ``layer1..layer k``.
         norm_eval (bool): keep every BatchNorm in eval mode during training (re-applied by ``train()``).
         with_cp (bool): gradient checkpointing of each block (saves memory, costs a recompute).
-        memory_efficient (bool, optional): the training formulation of ``memory_efficient.py``: exact gradients with
-            ResNet-50-level saved activations (0.75x of the plain block's for ResNeSt-50). True: every block in
-            training (CPU and CUDA); None: CPU blocks with inputs of at least 2^20 elements; False: the plain eager
-            forward. Opt-in: with glibc's default heap policy it made the CPU training step up to 1.17x slower
-            (page faults; docs/benchmarks.md). Default: False.
         in_channels (int): input image channels. Default: 3.
         base_channels (int): ``planes`` of the first stage (stage i has ``base_channels * 2**i``, outputs 4x that);
             ``base_width`` is the width per group at this stage. Default: 64.
@@ -210,11 +174,23 @@ class ResNeSt(nn.Module):
     Without ``num_stages``, stages after the last one needed are not built when there is no classification head
     (DDP would otherwise complain about parameters that get no gradient); their attributes are None.
 
+    Every argument is checked by ``validation.check_arguments`` (a ``ValueError`` naming it). The forward checks its
+    input too (a 4-d float tensor with ``in_channels`` channels, at least one image, and at least two in training
+    while split attention's attention BatchNorm uses batch statistics), wherever Python runs it: eagerly, in a
+    ``torch.fx`` graph (the checks are wrapped functions), in TorchScript (shape checks); not while tracing or
+    compiling.
+
     Example:
         >>> model = ResNeSt([3, 4, 6, 3], stem_width=32)
         >>> {k: tuple(v.shape) for k, v in model.forward_features(torch.rand(1, 3, 224, 224)).items()}
         {'res2': (1, 256, 56, 56), 'res3': (1, 512, 28, 28), 'res4': (1, 1024, 14, 14), 'res5': (1, 2048, 7, 7)}
     """
+
+    # What to do about a training batch of one image; adapters name their own config keys.
+    batch_of_one_advice = ("give each process a batch of at least 2 images; or normalise across processes "
+                           "(norm_layer='SyncBN'); or keep the BatchNorm statistics fixed (norm_eval=True, or "
+                           "norm_layer='FrozenBN'); or use GroupNorm (norm_layer='GN', whose attention norm has one "
+                           "group)")
 
     def __init__(self, layers: Sequence[int], radix: int = 2, cardinality: int = 1, base_width: int = 64,
                  stem_width: int = 32, deep_stem: bool = True, avg_down: bool = True, avd: bool = True,
@@ -222,60 +198,62 @@ class ResNeSt(nn.Module):
                  dilated_layout: str = "official", norm_layer: NormSpec = "BN",
                  attention_norm_layer: NormSpec = None, drop_block_prob: float = 0.0, last_gamma: bool = False,
                  out_features: Sequence[str] = STAGE_NAMES, num_classes: int = 0, final_drop: float = 0.0,
-                 frozen_stages: int = -1, norm_eval: bool = False, with_cp: bool = False,
-                 memory_efficient: Optional[bool] = False, in_channels: int = 3,
+                 frozen_stages: int = -1, norm_eval: bool = False, with_cp: bool = False, in_channels: int = 3,
                  base_channels: int = 64, strides: Optional[Sequence[int]] = None,
                  dilations: Optional[Sequence[int]] = None, contract_dilation: bool = True,
                  multi_grid: Optional[Sequence[int]] = None, num_stages: Optional[int] = None):
         super().__init__()
-        out_features = self._check_arguments(layers, radix, cardinality, base_width, stem_width, reduction_factor,
-                                             output_stride, dilated_layout, out_features, num_classes,
-                                             frozen_stages, in_channels, base_channels)
-        built = num_stages if num_stages is not None else \
-            4 if num_classes > 0 else max(STAGE_NAMES.index(f) for f in out_features) + 1
-        strides, dilations = self._stage_layout(output_stride, strides, dilations, num_stages, built, out_features)
+        arguments = {name: value for name, value in locals().items() if name not in ("self", "__class__")}
+        check_arguments(arguments)
+        built = stages_built(num_stages, num_classes, out_features)
         norm = make_norm_layer(norm_layer)
         self.out_features: List[str] = [f for f in STAGE_NAMES if f in out_features]
+        self.in_channels = in_channels
         self.num_classes = num_classes
         self.norm_eval = norm_eval
         self.frozen_stages = -1
 
-        self.conv1, self.bn1, channels = self._make_stem(in_channels, stem_width, deep_stem, norm)
+        self.conv1, self.bn1, channels = _make_stem(in_channels, stem_width, deep_stem, norm)
         self.relu = nn.ReLU(inplace=True)
         self.maxpool = nn.MaxPool2d(3, 2, 1)
-
-        block_args = dict(radix=radix, cardinality=cardinality, base_width=base_width, avd=avd, avd_first=avd_first,
-                          reduction_factor=reduction_factor, norm_layer=norm, base_channels=base_channels,
-                          attention_norm_layer=(single_group(norm) if attention_norm_layer is None
-                                                else make_norm_layer(attention_norm_layer)))
-        self.stage_names: List[str] = [f"layer{index + 1}" for index in range(built)]
-        self.feature_info: List[Dict] = []
-        stride = 4
-        for index in range(4):
-            stage = None
-            if index < built:
-                planes = base_channels * 2 ** index
-                block_dilations = self._block_dilations(layers[index], dilations[index], contract_dilation,
-                                                        multi_grid if index == built - 1 else None)
-                stage = self._make_stage(channels, planes, strides[index], dilations[index], block_dilations,
-                                         avg_down, DILATED_LAYOUTS[dilated_layout],
-                                         drop_block_prob if index >= 2 else 0.0, block_args)
-                channels, stride = planes * Bottleneck.expansion, stride * strides[index]
-                if STAGE_NAMES[index] in self.out_features:
-                    self.feature_info.append(dict(name=STAGE_NAMES[index], channels=channels, stride=stride,
-                                                  module=f"layer{index + 1}"))
-            setattr(self, f"layer{index + 1}", stage)  # None for a stage that is not built
+        channels = self._make_stages(arguments, built, channels, norm)
         self.num_features = channels
-
         self.drop = nn.Dropout(final_drop) if num_classes > 0 and final_drop > 0 else None
         self.fc = nn.Linear(channels, num_classes) if num_classes > 0 else None
         self._init_weights(last_gamma)
         self.freeze(frozen_stages)
         self.with_cp = with_cp
-        self.memory_efficient = memory_efficient
+
+    def _make_stages(self, a: Dict, built: int, channels: int, norm: Callable[[int], nn.Module]) -> int:
+        """Build ``layer1..layer4`` (None past ``built``) and ``feature_info``; returns the last stage's width."""
+        strides, dilations = _stage_layout(a["output_stride"], a["strides"], a["dilations"])
+        block_args = dict(radix=a["radix"], cardinality=a["cardinality"], base_width=a["base_width"], avd=a["avd"],
+                          avd_first=a["avd_first"], reduction_factor=a["reduction_factor"], norm_layer=norm,
+                          base_channels=a["base_channels"],
+                          attention_norm_layer=(single_group(norm) if a["attention_norm_layer"] is None
+                                                else make_norm_layer(a["attention_norm_layer"])))
+        self.layer_names: List[str] = [f"layer{index + 1}" for index in range(built)]
+        self.feature_info: List[Dict] = []
+        stride = 4
+        for index in range(4):
+            stage = None
+            if index < built:
+                planes = a["base_channels"] * 2 ** index
+                block_dilations = _block_dilations(a["layers"][index], dilations[index], a["contract_dilation"],
+                                                   a["multi_grid"] if index == built - 1 else None)
+                stage = _make_stage(channels, planes, strides[index], dilations[index], block_dilations,
+                                    a["avg_down"], DILATED_LAYOUTS[a["dilated_layout"]],
+                                    a["drop_block_prob"] if index >= 2 else 0.0, block_args)
+                channels, stride = planes * Bottleneck.expansion, stride * strides[index]
+                if STAGE_NAMES[index] in self.out_features:
+                    # num_chs / reduction: timm's names for channels / stride, read by its FX feature extraction.
+                    self.feature_info.append(dict(name=STAGE_NAMES[index], channels=channels, stride=stride,
+                                                  module=f"layer{index + 1}", num_chs=channels, reduction=stride))
+            setattr(self, f"layer{index + 1}", stage)  # None for a stage that is not built
+        return channels
 
     # TorchScript compiles forward only; this Python-side switch stays out of it.
-    __jit_unused_properties__ = ["with_cp", "memory_efficient"]
+    __jit_unused_properties__ = ["with_cp"]
 
     @property
     def with_cp(self) -> bool:
@@ -284,137 +262,13 @@ class ResNeSt(nn.Module):
 
     @with_cp.setter
     def with_cp(self, value: bool) -> None:
+        check_argument("with_cp", value)
         for stage in self._stages():
             if isinstance(stage, Stage):
-                stage.with_cp = bool(value)
-
-    @property
-    def memory_efficient(self) -> Optional[bool]:
-        """The training formulation of every block (``memory_efficient.set_memory_efficient``): False (default) the
-        plain eager forward, True every training forward, None CPU blocks with large inputs."""
-        blocks = [m for m in self.modules() if isinstance(m, Bottleneck)]
-        return blocks[0].memory_efficient if blocks else False
-
-    @memory_efficient.setter
-    def memory_efficient(self, value: Optional[bool]) -> None:
-        set_memory_efficient(self, value)
+                stage.with_cp = value
 
     def _stages(self) -> List[nn.Module]:
-        return [getattr(self, name) for name in self.stage_names]
-
-    @staticmethod
-    def _check_arguments(layers, radix, cardinality, base_width, stem_width, reduction_factor, output_stride,
-                         dilated_layout, out_features, num_classes, frozen_stages, in_channels,
-                         base_channels) -> List[str]:
-        """Validate the arguments with messages that name them; returns ``out_features`` as a list."""
-        if isinstance(layers, (str, bytes)) or len(layers) != 4:
-            raise ValueError(f"layers must be 4 block counts (res2..res5), e.g. [3, 4, 6, 3], got {layers!r}")
-        for index, count in enumerate(layers):
-            _check_positive(f"layers[{index}]", count)
-        _check_positive("radix", radix, minimum=0)
-        for name, value in (("cardinality", cardinality), ("base_width", base_width), ("stem_width", stem_width),
-                            ("reduction_factor", reduction_factor), ("in_channels", in_channels),
-                            ("base_channels", base_channels)):
-            _check_positive(name, value)
-        _check_positive("num_classes", num_classes, minimum=0)
-        if output_stride not in (8, 16, 32):
-            raise ValueError(f"output_stride must be 8, 16 or 32, got {output_stride!r}")
-        if dilated_layout not in DILATED_LAYOUTS:
-            raise ValueError(f"dilated_layout must be one of {sorted(DILATED_LAYOUTS)}, got {dilated_layout!r}")
-        if isinstance(out_features, str):
-            raise ValueError(f"out_features must be a list of stage names, got the string {out_features!r}; "
-                             f"write [{out_features!r}]")
-        out_features = list(out_features)
-        unknown = [f for f in out_features if f not in STAGE_NAMES]
-        if unknown or not out_features:
-            raise ValueError(f"out_features {out_features} must be a non-empty subset of {list(STAGE_NAMES)}")
-        if isinstance(frozen_stages, bool) or frozen_stages not in range(-1, 5):
-            raise ValueError(f"frozen_stages must be an integer in [-1, 4], got {frozen_stages!r}")
-        return out_features
-
-    @staticmethod
-    def _stage_layout(output_stride, strides, dilations, num_stages, built, out_features) -> Tuple[List, List]:
-        """Per-stage ``(strides, dilations)``: given, or derived from ``output_stride`` (stages past it dilate
-        instead of striding, DeepLab's atrous stages)."""
-        if num_stages is not None and (isinstance(num_stages, bool) or num_stages not in range(1, 5)):
-            raise ValueError(f"num_stages must be 1, 2, 3 or 4, got {num_stages!r}")
-        last = max(STAGE_NAMES.index(f) for f in out_features)
-        if last >= built:
-            raise ValueError(f"out_features {list(out_features)} needs stage {STAGE_NAMES[last]}, but num_stages="
-                             f"{num_stages} builds only {list(STAGE_NAMES[:built])}")
-        if strides is None and dilations is None:
-            derived = {32: ((1, 2, 2, 2), (1, 1, 1, 1)), 16: ((1, 2, 2, 1), (1, 1, 1, 2)),
-                       8: ((1, 2, 1, 1), (1, 1, 2, 4))}
-            return [list(v) for v in derived[output_stride]]
-        if strides is None or dilations is None or output_stride != 32:
-            raise ValueError("Give strides and dilations together, or output_stride, not both: e.g. strides=(1, 2, "
-                             f"1, 1), dilations=(1, 1, 2, 4); got strides={strides}, dilations={dilations}, "
-                             f"output_stride={output_stride}")
-        strides, dilations = list(strides), list(dilations)
-        if len(strides) != len(dilations) or len(strides) < built:
-            raise ValueError(f"strides {strides} and dilations {dilations} need one entry per stage ({built} built)")
-        for name, values in (("strides", strides), ("dilations", dilations)):
-            for index, value in enumerate(values):
-                _check_positive(f"{name}[{index}]", value)
-        return strides, dilations
-
-    @staticmethod
-    def _block_dilations(blocks: int, dilation: int, contract: bool, multi_grid: Optional[Sequence[int]]) -> List:
-        """Dilation of each block of a stage: ``multi_grid`` as given, else ``dilation``, the first block's
-        contracted to ``dilation // 2`` (so it bridges from the previous resolution without gaps)."""
-        if multi_grid is not None:
-            if isinstance(multi_grid, (str, bytes)) or len(multi_grid) < blocks:
-                raise ValueError(f"multi_grid {multi_grid!r} needs one dilation per block of the last stage "
-                                 f"({blocks} blocks)")
-            for index, value in enumerate(multi_grid[:blocks]):
-                _check_positive(f"multi_grid[{index}]", value)
-            return list(multi_grid[:blocks])
-        first = dilation // 2 if contract and dilation > 1 else dilation
-        return [first] + [dilation] * (blocks - 1)
-
-    @staticmethod
-    def _make_stem(in_channels: int, stem_width: int, deep_stem: bool,
-                   norm: Callable[[int], nn.Module]) -> Tuple[nn.Module, nn.Module, int]:
-        """``(conv1, bn1, out_channels)``: three 3x3 convs (deep stem, the last one doubling the width) or one 7x7."""
-        if not deep_stem:
-            return nn.Conv2d(in_channels, 64, 7, 2, 3, bias=False), norm(64), 64
-        conv1 = nn.Sequential(
-            nn.Conv2d(in_channels, stem_width, 3, 2, 1, bias=False), norm(stem_width), nn.ReLU(inplace=True),
-            nn.Conv2d(stem_width, stem_width, 3, 1, 1, bias=False), norm(stem_width), nn.ReLU(inplace=True),
-            nn.Conv2d(stem_width, stem_width * 2, 3, 1, 1, bias=False))
-        return conv1, norm(stem_width * 2), stem_width * 2
-
-    @staticmethod
-    def _make_stage(in_channels: int, planes: int, stride: int, dilation: int, block_dilations: Sequence[int],
-                    avg_down: bool, layout: Dict, drop_block_prob: float, block_args: Dict) -> Stage:
-        """One stage (torchvision's ``_make_layer``): a first block that changes resolution and/or width, then
-        identical blocks; ``block_dilations`` has one entry per block (``_block_dilations``)."""
-        out_channels = planes * Bottleneck.expansion
-        norm = block_args["norm_layer"]
-        downsample = None
-        if stride != 1 or in_channels != out_channels:
-            downsample = ResNeSt._shortcut(in_channels, out_channels, stride, dilation, avg_down,
-                                           layout["dilated_downsample_pool"], norm)
-        first = Bottleneck(in_channels, planes, stride, downsample,
-                           # Official code: the first block of a dilated stage pools even at stride 1.
-                           force_avd=dilation > 1 and layout["dilated_avd"],
-                           dilation=block_dilations[0], drop_block_prob=drop_block_prob, **block_args)
-        rest = [Bottleneck(out_channels, planes, 1, None, dilation=d, drop_block_prob=drop_block_prob, **block_args)
-                for d in block_dilations[1:]]
-        return Stage(first, *rest)
-
-    @staticmethod
-    def _shortcut(in_channels, out_channels, stride, dilation, avg_down, dilated_pool, norm) -> nn.Sequential:
-        if not avg_down:
-            return nn.Sequential(nn.Conv2d(in_channels, out_channels, 1, stride, bias=False), norm(out_channels))
-        if stride > 1:
-            pool = nn.AvgPool2d(stride, stride, ceil_mode=True, count_include_pad=False)
-        elif dilation > 1 and dilated_pool == "avg2x2_same":
-            pool = _SamePadAvgPool2x2()
-        else:
-            pool = nn.Identity()
-        # Index 0 is the pool (no parameters) even when it is an identity, so keys stay downsample.1 / .2.
-        return nn.Sequential(pool, nn.Conv2d(in_channels, out_channels, 1, bias=False), norm(out_channels))
+        return [getattr(self, name) for name in self.layer_names]
 
     def _init_weights(self, last_gamma: bool):
         for module in self.modules():
@@ -433,7 +287,7 @@ class ResNeSt(nn.Module):
         """Attribute names frozen by ``frozen_stages`` (0 = stem, k = stem + layer1..layer k)."""
         if frozen_stages < 0:
             return []
-        return ["conv1", "bn1"] + self.stage_names[:frozen_stages]
+        return ["conv1", "bn1"] + self.layer_names[:frozen_stages]
 
     def frozen_modules(self, frozen_stages: int) -> List[nn.Module]:
         return [getattr(self, name) for name in self.frozen_module_names(frozen_stages)]
@@ -442,8 +296,7 @@ class ResNeSt(nn.Module):
         """Stop training the stem and the first ``frozen_stages`` stages (OpenMMLab's ``frozen_stages``; detectron2's
         ``FREEZE_AT`` equals ``frozen_stages + 1``). Their parameters stop requiring grad and their norm layers stay
         in eval mode, also after ``train()``. Returns self."""
-        if isinstance(frozen_stages, bool) or frozen_stages not in range(-1, 5):
-            raise ValueError(f"frozen_stages must be an integer in [-1, 4], got {frozen_stages!r}")
+        check_argument("frozen_stages", frozen_stages)
         self.frozen_stages = frozen_stages
         for module in self.frozen_modules(frozen_stages):
             module.eval()
@@ -458,13 +311,6 @@ class ResNeSt(nn.Module):
         return self
 
     def train(self, mode: bool = True) -> "ResNeSt":
-        if mode and getattr(self, "is_fast_inference", False):
-            # Refused here, before nn.Module.train switches this module and then its children one by one: a
-            # refusal from a fused child would leave the model half in training mode.
-            from .fast_inference import FastInferenceError
-            raise FastInferenceError(f"This {type(self).__name__} went through to_fast_inference (its BatchNorms are "
-                                     "folded into the convolutions), so it is inference-only; train the original "
-                                     "model instead. It stays in eval mode.")
         super().train(mode)
         if mode:
             for module in self.frozen_modules(self.frozen_stages):
@@ -476,28 +322,15 @@ class ResNeSt(nn.Module):
         return self
 
     # ----- forward (straight-line and TorchScript-compatible: unbuilt stages are None attributes)
-    def _check_input(self, x: torch.Tensor) -> None:
-        if x.dim() != 4:
-            raise ValueError("ResNeSt expects a (N, C, H, W) batch, got a tensor with {} dims".format(x.dim()))
-        if x.size(0) == 0:
-            raise ValueError("ResNeSt got an empty batch (0 images); skip the call when there is nothing to process")
-        if not torch.jit.is_scripting():
-            self._check_dtype(x)
-
-    @torch.jit.unused
-    def _check_dtype(self, x: torch.Tensor) -> None:
-        weight = next(self.parameters(), None)  # the stem's first conv weight
-        if weight is not None and x.dtype != weight.dtype and not torch.is_autocast_enabled(x.device.type):
-            raise TypeError(f"ResNeSt input dtype {x.dtype} differs from the model's {weight.dtype}: convert the "
-                            "input (x.to(dtype)) or the model (model.to(dtype)), or run under torch.autocast")
-
     def forward_stem(self, x: torch.Tensor) -> torch.Tensor:
         return self.maxpool(self.relu(self.bn1(self.conv1(x))))
 
     def _forward_stages(self, x: torch.Tensor) -> Tuple[Dict[str, torch.Tensor], torch.Tensor]:
         """``(the out_features dict, the last built stage's output)``."""
         if not torch.jit.is_tracing() and not torch.compiler.is_compiling():
-            self._check_input(x)
+            check_input_shape(x, self.in_channels)
+            if not torch.jit.is_scripting():
+                self._check_input_batch_and_dtype(x)
         x = self.forward_stem(x)
         outputs: Dict[str, torch.Tensor] = {}
         if self.layer1 is not None:
@@ -518,23 +351,16 @@ class ResNeSt(nn.Module):
                 outputs["res5"] = x
         return outputs, x
 
-    def forward_features(self, x: torch.Tensor) -> Dict[str, torch.Tensor]:
-        """Return ``{name: feature}`` for ``self.out_features`` (strides 4, 8, 16, 32 unless dilated), in the memory
-        layout of ``x``."""
-        features = self._forward_stages(x)[0]
-        if not torch.jit.is_scripting():
-            features = self._in_caller_layout(features, x)
-        return features
-
     @torch.jit.unused
-    def _in_caller_layout(self, features: Dict[str, torch.Tensor], x: torch.Tensor) -> Dict[str, torch.Tensor]:
-        # After to_fast_inference, the fused stem and stages compute in channels_last whatever the input's layout
-        # (oneDNN's native one) and stay in it from stage to stage; only the returned features go back. Elsewhere
-        # the features already have x's layout and nothing is copied.
-        if not getattr(self, "is_fast_inference", False) or torch.jit.is_tracing():
-            return features
-        memory_format = memory_format_of(x)
-        return {name: feature.contiguous(memory_format=memory_format) for name, feature in features.items()}
+    def _check_input_batch_and_dtype(self, x: torch.Tensor) -> None:
+        weight = next(self.parameters(), None)  # the stem's first conv weight
+        one_image_fails = self.training and _attention_uses_batch_statistics(self)
+        check_input_batch_and_dtype(x, None if weight is None else weight.dtype, one_image_fails,
+                                    self.batch_of_one_advice)
+
+    def forward_features(self, x: torch.Tensor) -> Dict[str, torch.Tensor]:
+        """Return ``{name: feature}`` for ``self.out_features`` (strides 4, 8, 16, 32 unless dilated)."""
+        return self._forward_stages(x)[0]
 
     def forward_head(self, x: torch.Tensor) -> torch.Tensor:
         """Logits from the last stage's feature map (a model built with ``num_classes > 0``)."""
@@ -550,3 +376,115 @@ class ResNeSt(nn.Module):
         if self.fc is not None:
             return self.forward_head(self._forward_stages(x)[1])
         return self.forward_features(x)
+
+
+# ----- construction helpers (torchvision's _make_layer and friends)
+def _stage_layout(output_stride: int, strides: Optional[Sequence[int]],
+                  dilations: Optional[Sequence[int]]) -> Tuple[List[int], List[int]]:
+    """Per-stage ``(strides, dilations)``: given, or derived from ``output_stride`` (stages past it dilate instead
+    of striding, DeepLab's atrous stages). ``validation.check_arguments`` has checked that they fit together."""
+    if strides is not None:
+        return list(strides), list(dilations)
+    derived = {32: ((1, 2, 2, 2), (1, 1, 1, 1)), 16: ((1, 2, 2, 1), (1, 1, 1, 2)), 8: ((1, 2, 1, 1), (1, 1, 2, 4))}
+    return [list(v) for v in derived[output_stride]]
+
+
+def _block_dilations(blocks: int, dilation: int, contract: bool, multi_grid: Optional[Sequence[int]]) -> List[int]:
+    """Dilation of each block of a stage: ``multi_grid`` as given, else ``dilation``, the first block's contracted to
+    ``dilation // 2`` (so it bridges from the previous resolution without gaps)."""
+    if multi_grid is not None:
+        return list(multi_grid[:blocks])
+    first = dilation // 2 if contract and dilation > 1 else dilation
+    return [first] + [dilation] * (blocks - 1)
+
+
+def _make_stem(in_channels: int, stem_width: int, deep_stem: bool,
+               norm: Callable[[int], nn.Module]) -> Tuple[nn.Module, nn.Module, int]:
+    """``(conv1, bn1, out_channels)``: three 3x3 convs (deep stem, the last one doubling the width) or one 7x7."""
+    if not deep_stem:
+        return nn.Conv2d(in_channels, 64, 7, 2, 3, bias=False), norm(64), 64
+    conv1 = nn.Sequential(
+        nn.Conv2d(in_channels, stem_width, 3, 2, 1, bias=False), norm(stem_width), nn.ReLU(inplace=True),
+        nn.Conv2d(stem_width, stem_width, 3, 1, 1, bias=False), norm(stem_width), nn.ReLU(inplace=True),
+        nn.Conv2d(stem_width, stem_width * 2, 3, 1, 1, bias=False))
+    return conv1, norm(stem_width * 2), stem_width * 2
+
+
+def _make_stage(in_channels: int, planes: int, stride: int, dilation: int, block_dilations: Sequence[int],
+                avg_down: bool, layout: Dict, drop_block_prob: float, block_args: Dict) -> Stage:
+    """One stage (torchvision's ``_make_layer``): a first block that changes resolution and/or width, then identical
+    blocks; ``block_dilations`` has one entry per block (``_block_dilations``)."""
+    out_channels = planes * Bottleneck.expansion
+    norm = block_args["norm_layer"]
+    downsample = None
+    if stride != 1 or in_channels != out_channels:
+        downsample = _shortcut(in_channels, out_channels, stride, dilation, avg_down,
+                               layout["dilated_downsample_pool"], norm)
+    first = Bottleneck(in_channels, planes, stride, downsample,
+                       # Official code: the first block of a dilated stage pools even at stride 1.
+                       force_avd=dilation > 1 and layout["dilated_avd"],
+                       dilation=block_dilations[0], drop_block_prob=drop_block_prob, **block_args)
+    rest = [Bottleneck(out_channels, planes, 1, None, dilation=d, drop_block_prob=drop_block_prob, **block_args)
+            for d in block_dilations[1:]]
+    return Stage(first, *rest)
+
+
+def _shortcut(in_channels, out_channels, stride, dilation, avg_down, dilated_pool, norm) -> nn.Sequential:
+    if not avg_down:
+        return nn.Sequential(nn.Conv2d(in_channels, out_channels, 1, stride, bias=False), norm(out_channels))
+    if stride > 1:
+        pool = nn.AvgPool2d(stride, stride, ceil_mode=True, count_include_pad=False)
+    elif dilation > 1 and dilated_pool == "avg2x2_same":
+        pool = _SamePadAvgPool2x2()
+    else:
+        pool = nn.Identity()
+    # Index 0 is the pool (no parameters) even when it is an identity, so keys stay downsample.1 / .2.
+    return nn.Sequential(pool, nn.Conv2d(in_channels, out_channels, 1, bias=False), norm(out_channels))
+
+
+# ----- input checks: wrapped for torch.fx, so a symbolic trace records them as calls instead of tracing into their
+# Python conditions, and the traced graph still runs them.
+@torch.fx.wrap
+def check_input_shape(x: torch.Tensor, in_channels: int) -> None:
+    """A ``(N, C, H, W)`` batch of at least one image with ``in_channels`` channels (TorchScript-compatible)."""
+    if not isinstance(x, torch.Tensor):
+        raise TypeError("ResNeSt expects a torch.Tensor batch (N, C, H, W), got {}: convert it with "
+                        "torch.as_tensor(...) and arrange it as (N, C, H, W)".format(type(x).__name__))
+    if x.dim() != 4:
+        raise ValueError("ResNeSt expects a (N, C, H, W) batch, got a tensor with {} dims (shape {}); add the "
+                         "batch dimension with x.unsqueeze(0) for one image".format(x.dim(), list(x.shape)))
+    if x.size(0) == 0:
+        raise ValueError("ResNeSt got an empty batch (0 images); skip the call when there is nothing to process")
+    if x.size(1) != in_channels:
+        hint = ""
+        if x.size(3) == in_channels:
+            hint = "; it looks like (N, H, W, C): use x.permute(0, 3, 1, 2)"
+        raise ValueError("ResNeSt expects {} input channels in dim 1 of a (N, C, H, W) batch, got shape {}{}".format(
+            in_channels, list(x.shape), hint))
+
+
+@torch.fx.wrap
+def check_input_batch_and_dtype(x: torch.Tensor, dtype: Optional[torch.dtype], one_image_fails: bool,
+                                advice: str) -> None:
+    """The input's dtype is the model's (or autocast runs), and a training batch has two images where split
+    attention's attention BatchNorm needs them (torch would fail later with a message that names no layer)."""
+    if dtype is not None and x.dtype != dtype and not torch.is_autocast_enabled(x.device.type):
+        raise TypeError(f"ResNeSt input dtype {x.dtype} differs from the model's {dtype}: convert the input "
+                        "(x.to(dtype)) or the model (model.to(dtype)), or run under torch.autocast")
+    if one_image_fails and x.size(0) == 1:
+        raise ValueError("ResNeSt got a training batch of 1 image, but split attention's attention BatchNorm "
+                         "(conv2.bn1 of each block, on a 1x1 map) needs at least 2 values per channel in training. "
+                         f"Fix: {advice}")
+
+
+def _attention_uses_batch_statistics(model: nn.Module) -> bool:
+    """Whether any split attention of ``model`` normalises its attention vector with this process's batch
+    statistics (a BatchNorm in training mode that does not synchronise across several processes)."""
+    distributed = torch.distributed.is_available() and torch.distributed.is_initialized() and \
+        torch.distributed.get_world_size() > 1
+    for module in model.modules():
+        norm = module.bn1 if isinstance(module, SplitAttention) else None
+        if isinstance(norm, nn.modules.batchnorm._BatchNorm) and norm.training and \
+                not (distributed and "Sync" in type(norm).__name__):
+            return True
+    return False

@@ -25,7 +25,7 @@ from resnest_backbones.checkpoint import (CheckpointMismatchError, NotACheckpoin
                                           read_checkpoint)
 from resnest_backbones.datasets import make_synthetic_dataset
 from resnest_backbones.datasets.synthetic_semantic import make_ade20k_layout, make_cityscapes_layout
-from resnest_backbones.fast_inference import FastInferenceError, to_fast_inference
+from resnest_backbones.fast_inference import FastInferenceError, is_fast_inference, to_fast_inference
 
 
 # ---------------------------------------------------------------- inputs
@@ -128,7 +128,7 @@ _twice, _train = _Fixture(_fused), _Fixture(_fused)
 def _eval_and_fused(fixture: _Fixture):
     def check(tmp):
         model = fixture.value
-        assert getattr(model, "is_fast_inference", False)
+        assert is_fast_inference(model)
         assert not any(module.training for module in model.modules()), "left (partly) in training mode"
     return check
 
@@ -211,6 +211,16 @@ def _mm(**arguments):
     return call
 
 
+def _one_training_image(build):
+    """A model built by ``build(tmp)``, in training mode, on a batch of one image (split attention's BN fails)."""
+    def call(tmp):
+        model = build(tmp).train()
+        backbone = getattr(model, "backbone", model)
+        backbone = getattr(backbone, "bottom_up", backbone)
+        return backbone(torch.rand(1, 3, 64, 64))
+    return call
+
+
 def _mm_init(source_of):
     def call(tmp):
         from resnest_backbones.openmmlab.mmdet import ResNeStBackbone
@@ -243,7 +253,7 @@ CASES: List[Case] = [
          "reduction_factor must be an integer >= 1"),
     Case("in_channels=0", lambda t: rb.create_model("resnest14", in_channels=0), ValueError,
          "in_channels must be an integer >= 1"),
-    Case("layers of 3", lambda t: rb.ResNeSt([3, 4, 6]), ValueError, "layers must be 4 block counts"),
+    Case("layers of 3", lambda t: rb.ResNeSt([3, 4, 6]), ValueError, "layers must have 4 entries"),
     Case("layers with 0", lambda t: rb.ResNeSt([3, 0, 6, 3]), ValueError, "layers[1] must be an integer >= 1"),
     Case("out_features string", lambda t: rb.create_model("resnest14", out_features="res5"), ValueError,
          "got the string 'res5'; write ['res5']"),
@@ -251,11 +261,37 @@ CASES: List[Case] = [
          "non-empty subset of ['res2', 'res3', 'res4', 'res5']"),
     Case("frozen_stages=5", lambda t: rb.create_model("resnest14", frozen_stages=5), ValueError,
          "frozen_stages must be an integer in [-1, 4]"),
+    # yes/no and numbers: real booleans only, probabilities in [0, 1), types named (one validation function)
+    Case("avd='False'", lambda t: rb.create_model("resnest14", avd="False"), ValueError,
+         "avd must be True or False, got the string 'False' (a yaml or command-line value"),
+    Case("deep_stem='no'", lambda t: rb.create_model("resnest14", deep_stem="no"), ValueError,
+         "deep_stem must be True or False"),
+    Case("norm_eval=1", lambda t: rb.create_model("resnest14", norm_eval=1), ValueError,
+         "norm_eval must be True or False, got 1 (int)"),
+    Case("drop_block_prob=-0.1", lambda t: rb.create_model("resnest14", drop_block_prob=-0.1), ValueError,
+         "drop_block_prob must be a probability in [0, 1)"),
+    Case("drop_block_prob=1.5", lambda t: rb.create_model("resnest14", drop_block_prob=1.5), ValueError,
+         "drop_block_prob must be a probability in [0, 1)"),
+    Case("final_drop=2.0", lambda t: rb.create_model("resnest14", num_classes=3, final_drop=2.0), ValueError,
+         "final_drop must be a probability in [0, 1)"),
+    Case("layers=2", lambda t: rb.create_model("resnest14", layers=2), ValueError,
+         "layers must be a list of integers, e.g. [3, 4, 6, 3]"),
+    Case("radix='2'", lambda t: rb.create_model("resnest14", radix="2"), ValueError,
+         "radix must be an integer >= 0, got the string '2'; write radix=2 without quotes"),
+    Case("radixx=2", lambda t: rb.create_model("resnest14", radixx=2), TypeError, "'radixx' (did you mean 'radix'?)"),
     # inputs
     Case("batch of 0 images", _forward(torch.rand(0, 3, 64, 64)), ValueError, "empty batch (0 images)"),
     Case("float64 input, float32 model", _forward(torch.rand(1, 3, 64, 64, dtype=torch.float64)), TypeError,
          "input dtype torch.float64 differs from the model's torch.float32"),
     Case("3-d input", _forward(torch.rand(3, 64, 64)), ValueError, "expects a (N, C, H, W) batch"),
+    Case("NHWC input", _forward(torch.rand(1, 64, 64, 3)), ValueError,
+         "it looks like (N, H, W, C): use x.permute(0, 3, 1, 2)"),
+    Case("list input", _forward([[1.0]]), TypeError, "expects a torch.Tensor batch (N, C, H, W), got list"),
+    Case("numpy input", _forward(np.zeros((1, 3, 64, 64), np.float32)), TypeError, "got ndarray: convert it"),
+    Case("training batch of 1", _one_training_image(lambda t: rb.create_model("resnest14")), ValueError,
+         "split attention's attention BatchNorm (conv2.bn1 of each block, on a 1x1 map) needs at least 2 values per "
+         "channel in training. Fix: give each process a batch of at least 2 images; or normalise across processes "
+         "(norm_layer='SyncBN'); or keep the BatchNorm statistics fixed (norm_eval=True"),
     # fast inference
     Case("fuse a fused model", lambda t: to_fast_inference(_twice()), FastInferenceError, "already fused",
          _eval_and_fused(_twice)),
@@ -310,6 +346,16 @@ CASES: List[Case] = [
          "MODEL.RESNEST.LAYERS: layers[2] must be an integer >= 1"),
     Case("MODEL.RESNETS.OUT_FEATURES", _d2_build("MODEL.RESNETS.OUT_FEATURES", "['res6']"), ValueError,
          "MODEL.RESNETS.OUT_FEATURES"),
+    Case("MODEL.RESNEST.AVD 'False' (a string)", _d2_build("MODEL.RESNEST.AVD", "'False'"), ValueError,
+         "MODEL.RESNEST.AVD: avd must be True or False, got the string 'False'"),
+    Case("MODEL.RESNEST.DROP_BLOCK_PROB -0.5", _d2_build("MODEL.RESNEST.DROP_BLOCK_PROB", "-0.5"), ValueError,
+         "MODEL.RESNEST.DROP_BLOCK_PROB: drop_block_prob must be a probability in [0, 1)"),
+    Case("MODEL.RESNEST.LAYERS 2", _d2_build("MODEL.RESNEST.LAYERS", "2"), ValueError,
+         "MODEL.RESNEST.LAYERS: layers must be a list of integers"),
+    Case("MODEL.BACKBONE.FREEZE_AT 7", _d2_build("MODEL.BACKBONE.FREEZE_AT", "7"), ValueError,
+         "MODEL.BACKBONE.FREEZE_AT must be an integer in [0, 5]"),
+    Case("detectron2 training batch of 1", _one_training_image(_d2_build("MODEL.RESNETS.NORM", "BN")), ValueError,
+         "Fix: SOLVER.IMS_PER_BATCH >= 2 images per process; or MODEL.RESNETS.NORM 'SyncBN'"),
     Case("code in a .pkl (MODEL.WEIGHTS)", _d2_load(_evil_pkl), UnsafeCheckpointError,
          "needs unsafe unpickling", _no_code_ran),
     Case("random bytes (MODEL.WEIGHTS)", _d2_load(_random_bytes), NotACheckpointError, "not a checkpoint"),
@@ -330,6 +376,17 @@ CASES: List[Case] = [
     Case("mmdet radix=-1", _mm(depth=50, radix=-1), ValueError, "radix must be an integer >= 0"),
     Case("mmdet misspelt argument", _mm(depth=50, radx=2), TypeError, "did you mean 'radix'?"),
     Case("mmdet style", _mm(depth=50, style="tensorflow"), ValueError, "style"),
+    Case("mmdet depth='50'", _mm(depth="50"), ValueError, "depth must be an integer such as 50, got '50' (str): "
+         "write depth=50 without quotes"),
+    Case("mmdet out_indices=3", _mm(depth=50, out_indices=3), ValueError,
+         "out_indices must be a sequence of stage indices, e.g. (0, 1, 2, 3) or (3,)"),
+    Case("mmdet with_cp='yes'", _mm(depth=50, with_cp="yes"), ValueError, "with_cp must be True or False"),
+    Case("mmdet drop_block_prob=-0.1", _mm(depth=50, drop_block_prob=-0.1), ValueError,
+         "drop_block_prob must be a probability in [0, 1)"),
+    Case("mmdet fast_inference='yes'", _mm(depth=50, fast_inference="yes"), ValueError,
+         "fast_inference must be True or False"),
+    Case("mmdet training batch of 1", _one_training_image(_mm(depth=14, norm_eval=False)), ValueError,
+         "Fix: train_dataloader.batch_size >= 2 images per process; or norm_cfg=dict(type='SyncBN')"),
     Case("mmdet init_cfg with code", _mm_init(_evil_pth), UnsafeCheckpointError, "needs unsafe unpickling",
          _no_code_ran),
     Case("mmdet init_cfg random bytes", _mm_init(_random_bytes), NotACheckpointError, "not a checkpoint"),

@@ -292,10 +292,10 @@ def test_clear_error_without_detectron2():
 
 @pytest.mark.parametrize("norm", ["BN", "FrozenBN"])
 def test_fast_inference_copy_matches(norm):
-    """MODEL.RESNEST.FAST_INFERENCE evaluates a fused copy: same detections, training model untouched."""
+    """fast_inference_copy fuses a copy: same detections, the original model untouched."""
     from resnest_backbones.apps.detectron2_train import fast_inference_copy
-    cfg = small_cfg("MODEL.RESNETS.NORM", norm, "MODEL.BACKBONE.FREEZE_AT", "2", "MODEL.RESNEST.FAST_INFERENCE", "True",
-                    "MODEL.ROI_HEADS.SCORE_THRESH_TEST", "0.0")
+    cfg = small_cfg("MODEL.RESNETS.NORM", norm, "MODEL.BACKBONE.FREEZE_AT", "2", "MODEL.ROI_HEADS.SCORE_THRESH_TEST",
+                    "0.0")
     model = randomize_norms(build_model(cfg)).eval()
     fused = fast_inference_copy(model)
     assert fused is not model and any(isinstance(m, nn.BatchNorm2d) for m in model.backbone.bottom_up.modules()) \
@@ -306,3 +306,31 @@ def test_fast_inference_copy_matches(norm):
     assert len(expected) == len(got) > 0
     assert torch.allclose(expected.pred_boxes.tensor, got.pred_boxes.tensor, atol=1e-3)
     assert torch.allclose(expected.scores, got.scores, atol=1e-5)
+
+
+def test_fast_inference_key_in_detectron2s_own_default_predictor(tmp_path):
+    """MODEL.RESNEST.FAST_INFERENCE works under detectron2's plain DefaultPredictor (no project code around it)."""
+    import numpy as np
+    from detectron2.checkpoint import DetectionCheckpointer
+    from detectron2.engine import DefaultPredictor
+
+    from resnest_backbones.fast_inference import is_fast_inference
+    plain_cfg = small_cfg("MODEL.RESNETS.NORM", "BN", "MODEL.ROI_HEADS.SCORE_THRESH_TEST", "0.0")
+    model = randomize_norms(build_model(plain_cfg))
+    DetectionCheckpointer(model, save_dir=str(tmp_path)).save("weights")
+    weights = ["MODEL.WEIGHTS", str(tmp_path / "weights.pth")]
+    plain = DefaultPredictor(small_cfg("MODEL.RESNETS.NORM", "BN", "MODEL.ROI_HEADS.SCORE_THRESH_TEST", "0.0", *weights))
+    fast = DefaultPredictor(small_cfg("MODEL.RESNETS.NORM", "BN", "MODEL.ROI_HEADS.SCORE_THRESH_TEST", "0.0",
+                                      "MODEL.RESNEST.FAST_INFERENCE", "True", *weights))
+    image = (np.random.default_rng(0).random((120, 150, 3)) * 255).astype(np.uint8)
+    expected, got = plain(image)["instances"], fast(image)["instances"]
+    backbone = fast.model.backbone.bottom_up
+    assert is_fast_inference(backbone._fused) and not is_fast_inference(backbone)  # the fused copy ran
+    assert plain.model.backbone.bottom_up._fused is None  # off by default
+    assert len(expected) == len(got) > 0
+    assert torch.allclose(expected.pred_boxes.tensor, got.pred_boxes.tensor, atol=1e-3)
+    assert torch.allclose(expected.scores, got.scores, atol=1e-5)
+    # Checkpoints stay the plain model's: the copy is not a submodule.
+    assert set(fast.model.state_dict()) == set(plain.model.state_dict())
+    fast.model.train()
+    assert backbone._fused is None

@@ -8,6 +8,7 @@ import torch
 
 import resnest_backbones as rb
 from resnest_backbones import export
+from resnest_backbones.fast_inference import is_fast_inference
 from test_fast_inference import randomize
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -27,7 +28,7 @@ def test_torchscript_matches_eager(fast, tmp_path):
     export.export_torchscript(model, str(path), TRACE_INPUT, fast=fast)
     loaded = torch.jit.load(str(path))
     assert export.check_torchscript(loaded, model, CHECK_INPUT) < 1e-5
-    assert not any(m.training for m in model.modules()) and not hasattr(model, "is_fast_inference")
+    assert not any(m.training for m in model.modules()) and not is_fast_inference(model)
 
 
 @pytest.mark.parametrize("fast", [False, True], ids=["eager", "fused"])

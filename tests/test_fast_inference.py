@@ -5,7 +5,8 @@ from torch import nn
 
 import resnest_backbones as rb
 from resnest_backbones import FrozenBatchNorm2d, SplitAttention
-from resnest_backbones.fast_inference import FastInferenceError, FusedSplitAttention, to_fast_inference
+from resnest_backbones.fast_inference import (FastInferenceError, FusedSplitAttention, is_fast_inference,
+                                              to_fast_inference)
 
 ONE_BLOCK = dict(layers=[1, 1, 1, 1])  # every stage present, cheap enough for CPU tests
 
@@ -192,7 +193,7 @@ def test_nchw_input_runs_channels_last_inside_and_returns_nchw():
     # between stages), and only the returned features are copied back.
     stage_inputs = []
     hooks = [getattr(fused, name).register_forward_pre_hook(lambda module, args: stage_inputs.append(args[0]))
-             for name in fused.stage_names]
+             for name in fused.layer_names]
     with torch.no_grad():
         features = fused.forward_features(x)
     for hook in hooks:
@@ -218,17 +219,15 @@ def test_classifier_logits_skip_the_copy_back_and_match_eager():
     assert copies == [list(x.shape)], copies
 
 
-def test_old_names_are_deprecated_aliases(monkeypatch):
-    """fast_path / fuse_for_inference / FusedModuleError still work for one release, with a DeprecationWarning."""
-    import importlib
-    import sys
-
-    from resnest_backbones import fast_inference
-    monkeypatch.delitem(sys.modules, "resnest_backbones.fast_path", raising=False)
-    with pytest.warns(DeprecationWarning, match="resnest_backbones.fast_inference"):
-        fast_path = importlib.import_module("resnest_backbones.fast_path")
-    assert fast_path.to_fast_inference is to_fast_inference and fast_path.FusedModuleError is FastInferenceError
-    model = rb.create_model("resnest14", layers=[1, 1, 1, 1]).eval()
-    with pytest.warns(DeprecationWarning, match="to_fast_inference"):
-        fused = fast_inference.fuse_for_inference(model)
-    assert fused is model and model.is_fast_inference
+def test_the_fused_model_is_a_subclass_of_its_own_class_and_the_core_knows_nothing():
+    model = rb.create_model("resnest14").eval()
+    plain_class = type(model)
+    fused = to_fast_inference(model)
+    assert fused is model and isinstance(fused, plain_class) and type(fused) is not plain_class
+    assert is_fast_inference(fused) and not is_fast_inference(rb.create_model("resnest14"))
+    with pytest.raises(FastInferenceError, match="already fused"):
+        to_fast_inference(fused)
+    # The core module does not import its optimisations, nor read any flag of theirs.
+    import inspect
+    source = inspect.getsource(__import__("resnest_backbones.resnest", fromlist=["x"]))
+    assert "fast_inference" not in source.split('"""', 2)[2] and "memory_efficient" not in source.split('"""', 2)[2]

@@ -66,8 +66,8 @@ def rel(a: torch.Tensor, b: torch.Tensor) -> float:
 def compare_with_eager(model: nn.Module, x: torch.Tensor, tolerance: float, expect_nodes: bool = True, **step):
     model.train()
     eager = copy.deepcopy(model)
-    eager.memory_efficient = False
-    model.memory_efficient = True  # these inputs are below the default's size threshold
+    memory_efficient.set_memory_efficient(eager, False)
+    memory_efficient.set_memory_efficient(model, True)
     out_me, grad_me, nodes = train_step(model, x, **step)
     out_eager, grad_eager, eager_nodes = train_step(eager, x, **step)
     assert eager_nodes == 0
@@ -150,8 +150,8 @@ def test_autocast_bfloat16_close_to_eager(float_attention):
     torch.manual_seed(0)
     model = randomize(rb.ResNeSt([1, 1, 1, 1])).train()
     eager = copy.deepcopy(model)
-    eager.memory_efficient = False
-    model.memory_efficient = True
+    memory_efficient.set_memory_efficient(eager, False)
+    memory_efficient.set_memory_efficient(model, True)
     for module in list(model.modules()) + list(eager.modules()):
         if float_attention and isinstance(module, rb.SplitAttention):
             # As under CUDA autocast, whose softmax runs in float32: mixed-dtype products in the block.
@@ -189,11 +189,11 @@ def _saved_activation_bytes(forward, x) -> int:
 def test_saved_activations_at_resnet50_level():
     x = torch.rand(2, 3, 128, 128)
     ours = rb.create_model("resnest50").train()
-    ours.memory_efficient = True
+    memory_efficient.set_memory_efficient(ours, True)
     resnet = torchvision.models.resnet50().train()
     reference = _saved_activation_bytes(resnet, x)
     ratio = _saved_activation_bytes(ours.forward_features, x) / reference
-    ours.memory_efficient = False
+    memory_efficient.set_memory_efficient(ours, False)
     eager_ratio = _saved_activation_bytes(ours.forward_features, x) / reference
     # Measured here: 1.24x eager, 0.92x with the formulation (2x512x512 with weights: 1.38x and 0.99x).
     assert eager_ratio > 1.2  # what the formulation removes (the eager block keeps bn0's input and output)
@@ -201,15 +201,17 @@ def test_saved_activations_at_resnet50_level():
 
 
 def test_plain_path_under_tracing_scripting_and_eval():
-    model = rb.ResNeSt([1, 1, 1, 1]).train()
+    model = memory_efficient.set_memory_efficient(rb.ResNeSt([1, 1, 1, 1]), True).train()
     x = torch.rand(2, 3, 64, 64)
     traced = torch.jit.trace(model, x, strict=False, check_trace=False)
     assert "PythonOp" not in str(traced.graph)  # a custom Function would appear as a PythonOp
-    scripted = torch.jit.script(copy.deepcopy(model))
+    scripted = torch.jit.script(copy.deepcopy(model))  # the swapped stages script their plain loop
     assert set(scripted(x)) == {"res2", "res3", "res4", "res5"}
+    graph_module = torch.fx.symbolic_trace(model)
+    assert "bottleneck_core" not in graph_module.code and uses_memory_efficient(graph_module(x).values()) == 0
     block = model.layer1[0]
-    block.memory_efficient = True
     assert memory_efficient.applies(block, x.new_empty(2, 128, 16, 16))
+    assert not memory_efficient.applies(block, x.new_empty(2, 128, 16, 16).to("meta"))  # not a supported device
     block.eval()
     assert not memory_efficient.applies(block, x.new_empty(2, 128, 16, 16))
     block.train()
@@ -217,31 +219,22 @@ def test_plain_path_under_tracing_scripting_and_eval():
         assert not memory_efficient.applies(block, x.new_empty(2, 128, 16, 16))
 
 
-def test_off_by_default_and_auto_engages_on_large_cpu_inputs():
-    block = rb.ResNeSt([1, 1, 1, 1]).train().layer1[0]
-    small, large = torch.empty(2, 64, 16, 16), torch.empty(2, 64, 128, 128)  # (a 2x3x512x512 input's layer1)
-    # Opt-in: with glibc's default heap policy it made a CPU training step up to 1.17x slower (docs/benchmarks.md).
-    assert block.memory_efficient is False
-    assert not memory_efficient.applies(block, small) and not memory_efficient.applies(block, large)
-    block.memory_efficient = None  # auto: the CPU, large inputs only
-    assert not memory_efficient.applies(block, small) and memory_efficient.applies(block, large)
-    block.memory_efficient = True
-    assert memory_efficient.applies(block, small)
-    assert not memory_efficient.applies(block, large.to("meta"))  # not a supported device
-
-
-def test_switch():
+def test_switch_swaps_the_blocks_and_keeps_the_state():
     model = rb.ResNeSt([1, 1, 1, 1])
-    assert model.memory_efficient is False
-    model.memory_efficient = None
-    assert all(block.memory_efficient is None for stage in model._stages() for block in stage)
-    assert all(block.memory_efficient is True for stage in rb.ResNeSt([1, 1, 1, 1], memory_efficient=True)._stages()
-               for block in stage)
-    assert rb.create_model("resnest14", memory_efficient=True).memory_efficient is True
-    for bad in ("yes", 1):
-        with pytest.raises(ValueError, match="memory_efficient must be None"):
+    keys = {name: tensor.data_ptr() for name, tensor in model.state_dict().items()}
+    assert not memory_efficient.is_memory_efficient(model)  # opt-in (docs/benchmarks.md: its CPU cost)
+    assert type(model.layer1[0]) is rb.Bottleneck
+    memory_efficient.set_memory_efficient(model, True)
+    assert memory_efficient.is_memory_efficient(model)
+    assert all(type(stage) is memory_efficient.MemoryEfficientStage for stage in model._stages())
+    assert all(type(block) is rb.Bottleneck for stage in model._stages() for block in stage)
+    # The same modules and tensors: checkpoints and optimizers see no difference.
+    assert {name: tensor.data_ptr() for name, tensor in model.state_dict().items()} == keys
+    memory_efficient.set_memory_efficient(model, False)
+    assert type(model.layer1[0]) is rb.Bottleneck and type(model.layer1) is not memory_efficient.MemoryEfficientStage
+    assert memory_efficient.is_memory_efficient(rb.create_model("resnest14", memory_efficient=True))
+    for bad in ("yes", 1, None):
+        with pytest.raises(ValueError, match="memory_efficient must be True or False"):
             memory_efficient.set_memory_efficient(model, bad)
-        with pytest.raises(ValueError, match="memory_efficient must be None"):
-            rb.ResNeSt([1, 1, 1, 1], memory_efficient=bad)
-    # Checkpoints do not change: the switch is a plain attribute, not a parameter or buffer.
-    assert set(model.state_dict()) == set(rb.ResNeSt([1, 1, 1, 1]).state_dict())
+        with pytest.raises(ValueError, match="memory_efficient must be True or False"):
+            rb.create_model("resnest14", memory_efficient=bad)

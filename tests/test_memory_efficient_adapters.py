@@ -13,6 +13,7 @@ from mmengine.registry import DefaultScope
 import resnest_backbones.detectron2 as rd2
 import resnest_backbones.mmdet  # noqa: F401  (registers ResNeStBackbone)
 from conftest import ROOT
+from resnest_backbones import memory_efficient
 from resnest_backbones.apps.detectron2_train import load_training_config
 from test_memory_efficient import uses_memory_efficient
 
@@ -20,7 +21,7 @@ from test_memory_efficient import uses_memory_efficient
 def _check(backbone, x, features):
     backbone.train()
     eager = copy.deepcopy(backbone)
-    eager.memory_efficient = False
+    memory_efficient.set_memory_efficient(eager, False)
     results = []
     for model in (backbone, eager):
         torch.manual_seed(0)
@@ -59,16 +60,16 @@ def test_openmmlab_backbone_trains_with_the_formulation():
 
 
 def test_detectron2_switch_is_off_by_default_and_checked():
-    assert rd2.build_resnest_backbone(_detectron2_config(), ShapeSpec(channels=3)).memory_efficient is False
-    auto = rd2.build_resnest_backbone(_detectron2_config("MODEL.RESNEST.MEMORY_EFFICIENT", "None"),
-                                      ShapeSpec(channels=3))
-    assert auto.memory_efficient is None
+    is_on = memory_efficient.is_memory_efficient
+    assert not is_on(rd2.build_resnest_backbone(_detectron2_config(), ShapeSpec(channels=3)))
+    assert is_on(rd2.build_resnest_backbone(_detectron2_config("MODEL.RESNEST.MEMORY_EFFICIENT", "True"),
+                                            ShapeSpec(channels=3)))
     with pytest.raises(ValueError, match="MODEL.RESNEST.MEMORY_EFFICIENT"):  # yacs' type check names the key
         _detectron2_config("MODEL.RESNEST.MEMORY_EFFICIENT", "yes")
     cfg = _detectron2_config()
     cfg.defrost()
     cfg.MODEL.RESNEST.MEMORY_EFFICIENT = 1  # set in code, past yacs' check
-    with pytest.raises(ValueError, match="MODEL.RESNEST.MEMORY_EFFICIENT: memory_efficient must be None"):
+    with pytest.raises(ValueError, match="MODEL.RESNEST.MEMORY_EFFICIENT: memory_efficient must be True or False"):
         rd2.build_resnest_backbone(cfg, ShapeSpec(channels=3))
 
 
@@ -78,7 +79,8 @@ def test_openmmlab_switch_is_off_by_default_and_checked(scope):
     from mmseg.registry import MODELS as MMSEG_MODELS
     registry = MODELS if scope == "mmdet" else MMSEG_MODELS
     with DefaultScope.overwrite_default_scope(scope):
-        assert registry.build(dict(type="ResNeStBackbone", depth=14)).memory_efficient is False
-        assert registry.build(dict(type="ResNeStBackbone", depth=14, memory_efficient=True)).memory_efficient is True
-        with pytest.raises(ValueError, match="memory_efficient must be None"):
+        is_on = memory_efficient.is_memory_efficient
+        assert not is_on(registry.build(dict(type="ResNeStBackbone", depth=14)))
+        assert is_on(registry.build(dict(type="ResNeStBackbone", depth=14, memory_efficient=True)))
+        with pytest.raises(ValueError, match="memory_efficient must be True or False"):
             registry.build(dict(type="ResNeStBackbone", depth=14, memory_efficient="yes"))

@@ -90,13 +90,20 @@ def test_resnest_backbone_mmseg():
 @BOTH
 def test_batch_of_one_in_training_fails_as_theirs(framework):
     """Their batch-1 training forwards pass only with norm_eval=True (mmdet's default): split attention
-    batch-normalises a 1x1 map. With norm_eval=False both theirs and ours refuse batch 1."""
+    batch-normalises a 1x1 map. With norm_eval=False both theirs and ours refuse batch 1 (a ValueError); ours says
+    which layer and how to fix it in the config."""
     theirs = {"mmdet": MMDetResNeSt, "mmseg": MMSegResNeSt}[framework](depth=50, base_channels=8, norm_eval=False)
     ours = build(framework, depth=50, base_channels=8, norm_eval=False)
-    for model in (theirs, ours):
+    theirs.train()  # (their train() returns None)
+    ours.train()
+    with pytest.raises(ValueError, match="more than 1 value per channel"):
+        theirs(torch.randn(1, 3, 32, 32))
+    with pytest.raises(ValueError, match=r"attention BatchNorm .* Fix: train_dataloader.batch_size >= 2 .*norm_cfg"):
+        ours(torch.randn(1, 3, 32, 32))
+    for model in (theirs, ours):  # and with norm_eval=True both run
+        model.norm_eval = True
         model.train()
-        with pytest.raises(ValueError, match="more than 1 value per channel"):
-            model(torch.randn(1, 3, 32, 32))
+        assert len(model(torch.randn(1, 3, 32, 32))) == 4
 
 
 # ---------------------------------------------------------------- test_resnet.py: test_resnet_bottleneck

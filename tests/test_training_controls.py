@@ -131,7 +131,7 @@ def test_out_features_and_unbuilt_stages():
     model = rb.create_model("resnest14", out_features=["res3"]).eval()
     assert model.layer3 is None and model.layer4 is None  # not built: no parameters DDP would find unused
     assert not any(name.startswith(("layer3.", "layer4.")) for name in model.state_dict())
-    assert model.feature_info == [dict(name="res3", channels=512, stride=8, module="layer2")]
+    assert model.feature_info == [dict(name="res3", channels=512, stride=8, module="layer2", num_chs=512, reduction=8)]
     out = model.forward_features(torch.randn(1, 3, 64, 64))
     assert list(out) == ["res3"]
     # The unbuilt stages of a full checkpoint are reported as skipped, not as errors.

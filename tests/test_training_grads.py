@@ -1,10 +1,11 @@
-"""Training through the core model gives timm's forward, gradients and running statistics: the default training
-formulation (memory_efficient.py, checked to be in use) and the plain eager forward."""
+"""Training through the core model gives timm's forward, gradients and running statistics: the plain eager forward
+(the default) and the memory-efficient formulation (memory_efficient.py, checked to be in use)."""
 import pytest
 import timm
 import torch
 
 import resnest_backbones as rb
+from resnest_backbones.memory_efficient import set_memory_efficient
 from conftest import randomize_norms
 from test_memory_efficient import uses_memory_efficient
 
@@ -26,7 +27,7 @@ def test_train_mode_forward_and_gradients_match_timm(timm_name, our_name, memory
     ours = rb.create_model(our_name, num_classes=1000)
     rb.load_pretrained(ours, reference.state_dict())
     ours.train()
-    ours.memory_efficient = memory_efficient
+    set_memory_efficient(ours, memory_efficient)
     x = torch.randn(2, 3, 96, 96)
     expected = _timm_features(reference, x)  # once only: each train-mode forward updates running statistics
     weights = [torch.randn(f.shape[1:]) for f in expected]  # a loss that weighs every element differently

@@ -62,6 +62,7 @@ import resnest_backbones as rb  # noqa: E402
 from resnest_backbones.fast_inference import to_fast_inference  # noqa: E402
 from resnest_backbones.keymaps import official_to_openmmlab  # noqa: E402
 from resnest_backbones.layers import FrozenBatchNorm2d  # noqa: E402
+from resnest_backbones.memory_efficient import set_memory_efficient  # noqa: E402
 
 OURS, PLAIN, FAST = "ResNeSt-50 ours memory_efficient", "ResNeSt-50 ours plain eager", "ResNeSt-50 ours fast path"
 TIMM, MMDET, TV = "timm resnest50d", "mmdet ResNeSt-50", "torchvision resnet50"
@@ -69,7 +70,7 @@ PEER_RESNESTS = (TIMM, MMDET)
 TRAINING = ("train", "train_det")
 WORKLOADS = {"cls": (8, 224, 224), "det": (1, 800, 1216), "train": (2, 512, 512), "train_det": (2, 800, 1216)}
 SHAPES = dict(WORKLOADS, cls_b1=(1, 224, 224))  # cls_b1: batch-1 latency of the variant sweep
-MEMORY_EFFICIENT = {"auto": None, "on": True, "off": False}
+MEMORY_EFFICIENT = {"on": True, "off": False}
 STEM_AND_RES2 = {OURS: ("conv1", "bn1", "layer1"), PLAIN: ("conv1", "bn1", "layer1"),
                  TIMM: ("conv1", "bn1", "layer1"), TV: ("conv1", "bn1", "layer1"),
                  MMDET: ("stem", "layer1")}
@@ -107,11 +108,10 @@ def freeze_stem_and_res2(entry: Entry) -> None:
 
 
 def build_models(names: Optional[List[str]] = None, training: bool = False,
-                 memory_efficient: Optional[bool] = True) -> Dict[str, Entry]:
+                 memory_efficient: bool = True) -> Dict[str, Entry]:
     """The models of ``names`` (default: all of the inference or training rows); the four ResNeSts hold the same
     weights (timm's random init copied into ours, mmdet's loaded through the OpenMMLab key layout).
-    ``memory_efficient`` is the training formulation of the "ours memory_efficient" row (True: every block; None:
-    CPU blocks with large inputs)."""
+    ``memory_efficient`` switches the training formulation of the "ours memory_efficient" row."""
     import timm
     import torchvision
 
@@ -123,10 +123,8 @@ def build_models(names: Optional[List[str]] = None, training: bool = False,
     for name in (OURS, PLAIN, FAST):
         if name in names:
             model = copy.deepcopy(ours)
-            if name == PLAIN:
-                model.memory_efficient = False
-            elif name == OURS:
-                model.memory_efficient = memory_efficient
+            if name == OURS:
+                set_memory_efficient(model, memory_efficient)
             elif name == FAST:
                 model = to_fast_inference(model.eval())
             entries[name] = Entry(name, model, lambda x, m=model: list(m.forward_features(x).values()), model)
@@ -219,7 +217,7 @@ def time_interleaved(entries: List[Entry], make_call: Callable[[Entry], Callable
 
 
 def _model_worker(connection, name: str, workload: str, device: str, channels_last: bool, amp: bool,
-                  memory_efficient: Optional[bool], threads: int) -> None:
+                  memory_efficient: bool, threads: int) -> None:
     """Body of a :class:`ModelProcess`: build one model, then time one call of it per request."""
     torch.set_num_threads(threads)
     torch.manual_seed(0)
@@ -244,7 +242,7 @@ class ModelProcess:
     page faults alone. Training runs one model per process too."""
 
     def __init__(self, name: str, workload: str, device: torch.device, memory_format, amp: bool,
-                 memory_efficient: Optional[bool], threads: int):
+                 memory_efficient: bool, threads: int):
         context = multiprocessing.get_context("spawn")
         self.connection, child = context.Pipe()
         self.process = context.Process(target=_model_worker, daemon=True, args=(
@@ -318,7 +316,7 @@ def saved_for_backward_mib(entry: Entry, x: torch.Tensor, amp: bool = False) -> 
 
 
 def measure_training_memory_here(names: List[str], workloads: List[str], channels_last: bool, threads: int,
-                                 memory_efficient: Optional[bool] = True) -> Dict:
+                                 memory_efficient: bool = True) -> Dict:
     """In this process (started with glibc's mmap threshold fixed), per model and training workload: ``peak``, the
     MiB one training step needs above the RSS before it, and ``saved``, the MiB autograd saves in that step.
 
@@ -503,7 +501,7 @@ def variant_training_memory(size: int = 256) -> List[Dict]:
         model = rb.create_model(name, memory_efficient=True).train()
         entry = Entry(name, model, lambda x, m=model: list(m.forward_features(x).values()), None)
         row = {"model": name, "saved MiB": saved_for_backward_mib(entry, x)}
-        model.memory_efficient = False
+        set_memory_efficient(model, False)
         row["plain eager saved MiB"] = saved_for_backward_mib(entry, x)
         rows.append(row)
     peers = build_models([TIMM, MMDET, TV], training=True)
@@ -594,9 +592,8 @@ def parse_args(argv=None):
     parser.add_argument("--no-memory", action="store_true", help="skip the per-model peak-memory subprocesses")
     parser.add_argument("--plot", help="params/GMACs table and batch-1 latency of every variant, drawn to this PNG")
     parser.add_argument("--memory-plot", help="saved training activations of every variant, drawn to this PNG")
-    parser.add_argument("--memory-efficient", choices=("on", "auto", "off"), default="on",
-                        help="training formulation of the 'ours memory_efficient' row: on (memory_efficient=True, "
-                        "the default here), auto (None: CPU blocks with large inputs), off")
+    parser.add_argument("--memory-efficient", choices=("on", "off"), default="on",
+                        help="training formulation of the 'ours memory_efficient' row: on (the default here), off")
     parser.add_argument("--profile", action="store_true", help="also print where the time of each training step "
                         "goes (torch.profiler, self CPU time per op group)")
     parser.add_argument("--_memory-of", dest="memory_of", nargs="+", help=argparse.SUPPRESS)

@@ -138,10 +138,8 @@ class Trainer(DefaultTrainer):
 
     @classmethod
     def test(cls, cfg, model, evaluators=None):
-        """detectron2's evaluation (optionally of the fast-inference model), then the metrics as json and a few
-        drawn predictions under ``OUTPUT_DIR``."""
-        if cfg.MODEL.RESNEST.FAST_INFERENCE:
-            model = fast_inference_copy(model)
+        """detectron2's evaluation (the backbone runs fused when ``MODEL.RESNEST.FAST_INFERENCE`` is set), then the
+        metrics as json and a few drawn predictions under ``OUTPUT_DIR``."""
         results = super().test(cfg, model, evaluators)
         if comm.is_main_process() and cfg.OUTPUT_DIR:
             os.makedirs(cfg.OUTPUT_DIR, exist_ok=True)

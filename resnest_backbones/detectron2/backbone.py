@@ -11,8 +11,11 @@ from detectron2.layers import ShapeSpec, get_norm
 from detectron2.modeling import BACKBONE_REGISTRY, Backbone
 from detectron2.modeling.backbone.fpn import FPN, LastLevelMaxPool, LastLevelP6P7
 
-from ..layers import make_norm_layer
+from ..fast_inference import FastInferenceOption
+from ..layers import NORM_LAYERS, make_norm_layer
+from ..memory_efficient import set_memory_efficient
 from ..resnest import STAGE_NAMES, ResNeSt
+from ..validation import check_choice, check_integer
 from ..variants import get_variant
 from .deform import make_deformable
 
@@ -22,9 +25,15 @@ _ARCH_KEYS = {"LAYERS": "layers", "RADIX": "radix", "CARDINALITY": "cardinality"
               "AVD_FIRST": "avd_first", "REDUCTION_FACTOR": "reduction_factor"}
 
 
-class ResNeStBackbone(ResNeSt, Backbone):
+class ResNeStBackbone(FastInferenceOption, ResNeSt, Backbone):
     """The core ResNeSt with detectron2's ``Backbone`` contract: ``forward`` returns ``{res2..res5}`` (those in
-    ``out_features``), ``output_shape()`` gives their ``ShapeSpec``. Accepts every ``ResNeSt`` argument.
+    ``out_features``), ``output_shape()`` gives their ``ShapeSpec``. Accepts every ``ResNeSt`` argument, plus:
+
+    Args:
+        fast_inference (bool): in eval mode, run a fused copy (``resnest_backbones.fast_inference``;
+            ``MODEL.RESNEST.FAST_INFERENCE``). Default: False.
+        memory_efficient (bool): train with ``resnest_backbones.memory_efficient`` (``MODEL.RESNEST.MEMORY_EFFICIENT``).
+            Default: False.
 
     Example:
         >>> net = ResNeStBackbone([3, 4, 6, 3], out_features=["res4", "res5"])
@@ -32,19 +41,22 @@ class ResNeStBackbone(ResNeSt, Backbone):
         {'res4': (1024, 16), 'res5': (2048, 32)}
     """
 
-    def __init__(self, *args, **kwargs):
+    batch_of_one_advice = ("SOLVER.IMS_PER_BATCH >= 2 images per process; or MODEL.RESNETS.NORM 'SyncBN' / "
+                           "'naiveSyncBN' across processes; or fixed statistics (MODEL.RESNETS.NORM 'FrozenBN'); or "
+                           "MODEL.RESNETS.NORM 'GN'")
+
+    def __init__(self, *args, fast_inference: bool = False, memory_efficient: bool = False, **kwargs):
         super().__init__(*args, **kwargs)
         self._out_features = list(self.out_features)
         self._out_feature_channels = {f["name"]: f["channels"] for f in self.feature_info}
         self._out_feature_strides = {f["name"]: f["stride"] for f in self.feature_info}
+        set_memory_efficient(self, memory_efficient)
+        self._init_fast_inference(fast_inference)
 
     def forward(self, x):
+        if self._runs_fused():
+            return self._fused_features(x)
         return self.forward_features(x)
-
-
-# detectron2's norm names that the core's NORM_LAYERS has (GN: 32 groups, as detectron2's get_norm); any other
-# name (naiveSyncBN, nnSyncBN, LN, ...) is detectron2's own layer, built by its get_norm.
-DETECTRON2_NORMS = {"BN": "BN", "SyncBN": "SyncBN", "FrozenBN": "FrozenBN", "GN": "GN"}
 
 
 def norm_layer_of(norm, key: str = "MODEL.RESNETS.NORM"):
@@ -55,8 +67,9 @@ def norm_layer_of(norm, key: str = "MODEL.RESNETS.NORM"):
     if not norm:
         raise ValueError(f"{key} is empty: a ResNeSt needs a norm layer. Set it to one of FrozenBN, BN, SyncBN, "
                          "naiveSyncBN, GN.")
-    if norm in DETECTRON2_NORMS:
-        return make_norm_layer(DETECTRON2_NORMS[norm])
+    if norm in NORM_LAYERS:  # the same names as detectron2's (GN: 32 groups, as its get_norm)
+        return make_norm_layer(norm)
+    # Any other name (naiveSyncBN, nnSyncBN, LN, ...) is detectron2's own layer, built by its get_norm.
     try:
         get_norm(norm, 32)  # fail here, naming the key, rather than deep inside the network
     except (KeyError, ValueError) as error:
@@ -83,11 +96,9 @@ def resnest_backbone(variant: str = "resnest50", *, norm="FrozenBN", freeze_at: 
         arch = get_variant(variant).kwargs()
     except KeyError as error:
         raise KeyError(f"variant: {error.args[0]}") from None
-    if isinstance(freeze_at, bool) or freeze_at not in range(0, 6):
-        raise ValueError(f"freeze_at must be in 0..5 (0 = nothing, 1 = stem, 2 = stem + res2, ...), got {freeze_at!r}")
     arch.update(overrides)
-    model = ResNeStBackbone(norm_layer=norm_layer_of(norm, "norm"), frozen_stages=freeze_at - 1,
-                            out_features=list(out_features), **arch)
+    model = ResNeStBackbone(norm_layer=norm_layer_of(norm, "norm"), frozen_stages=frozen_stages_of(freeze_at),
+                            out_features=out_features, **arch)
     model.variant = variant
     return model.convert_frozen_to_frozen_bn()
 
@@ -101,31 +112,28 @@ def resnest_kwargs(cfg) -> Dict:
         raise KeyError(f"MODEL.RESNEST.VARIANT: {error.args[0]}") from None
     arch.update({arg: rcfg[key] for key, arg in _ARCH_KEYS.items() if rcfg[key] is not None})
     dilation = cfg.MODEL.RESNETS.RES5_DILATION
-    if dilation not in (1, 2):
-        raise ValueError(f"MODEL.RESNETS.RES5_DILATION must be 1 or 2 (DC5), got {dilation}")
-    out_features = list(cfg.MODEL.RESNETS.OUT_FEATURES)
-    unknown = [f for f in out_features if f not in STAGE_NAMES]
-    if unknown or not out_features:
-        raise ValueError(f"MODEL.RESNETS.OUT_FEATURES {out_features} must be a non-empty subset of "
-                         f"{list(STAGE_NAMES)} for a ResNeSt backbone")
-    freeze_at = cfg.MODEL.BACKBONE.FREEZE_AT
-    if not 0 <= freeze_at <= 5:
-        raise ValueError(f"MODEL.BACKBONE.FREEZE_AT must be in 0..5 (0 = nothing, 1 = stem, 2 = stem + res2, ...), "
-                         f"got {freeze_at}")
-    arch.update(out_features=out_features, output_stride=16 if dilation == 2 else 32,
+    check_choice("MODEL.RESNETS.RES5_DILATION", dilation, (1, 2))
+    arch.update(out_features=cfg.MODEL.RESNETS.OUT_FEATURES, output_stride=16 if dilation == 2 else 32,
                 dilated_layout=rcfg.DILATED_LAYOUT, norm_layer=norm_layer_of(cfg.MODEL.RESNETS.NORM),
                 drop_block_prob=rcfg.DROP_BLOCK_PROB, last_gamma=rcfg.LAST_GAMMA, with_cp=rcfg.WITH_CP,
-                memory_efficient=rcfg.MEMORY_EFFICIENT,
-                # detectron2's FREEZE_AT counts the stem as stage 1; the core's frozen_stages counts it as 0.
-                frozen_stages=freeze_at - 1)
+                memory_efficient=rcfg.MEMORY_EFFICIENT, fast_inference=rcfg.FAST_INFERENCE,
+                frozen_stages=frozen_stages_of(cfg.MODEL.BACKBONE.FREEZE_AT, "MODEL.BACKBONE.FREEZE_AT"))
     return arch
+
+
+def frozen_stages_of(freeze_at: int, key: str = "freeze_at") -> int:
+    """The core's ``frozen_stages`` for detectron2's ``freeze_at`` (0 nothing, 1 the stem, 2 stem + res2, ...: it
+    counts the stem as stage 1, the core as stage 0)."""
+    check_integer(key, freeze_at, 0, 5)
+    return freeze_at - 1
 
 
 # ResNeSt argument -> the config key that sets it, to name the key in the core's argument errors.
 _KEY_OF_ARGUMENT = {**{arg: f"MODEL.RESNEST.{key}" for key, arg in _ARCH_KEYS.items()},
-                    "dilated_layout": "MODEL.RESNEST.DILATED_LAYOUT", "drop_block_prob": "MODEL.RESNEST.DROP_BLOCK_PROB",
-                    "DropBlock": "MODEL.RESNEST.DROP_BLOCK_PROB",
-                    "memory_efficient": "MODEL.RESNEST.MEMORY_EFFICIENT",
+                    **{arg: f"MODEL.RESNEST.{arg.upper()}" for arg in (
+                        "dilated_layout", "drop_block_prob", "last_gamma", "with_cp", "memory_efficient",
+                        "fast_inference")},
+                    "out_features": "MODEL.RESNETS.OUT_FEATURES",
                     "in_channels": "MODEL.PIXEL_MEAN (one entry per input channel)"}
 
 

@@ -35,11 +35,12 @@ def add_resnest_config(cfg: CN) -> CN:
     _c.DROP_BLOCK_PROB = 0.0  # DropBlock probability in res4/res5 during training (0: off)
     _c.LAST_GAMMA = False  # zero-init the last BN of each block (only matters when training from scratch)
     _c.WITH_CP = False  # gradient checkpointing of every block: less memory, one extra forward
-    # Training formulation with exact gradients and 0.75x the saved activations (resnest_backbones.memory_efficient):
-    # True every block; None CPU blocks with large inputs; False plain eager. Opt-in: with glibc's default heap
-    # policy it slows CPU training (start the process with tcmalloc or fixed malloc thresholds: docs/benchmarks.md).
+    # Train with resnest_backbones.memory_efficient (exact gradients, less saved memory; opt-in, see
+    # docs/benchmarks.md for its cost on CPU).
     _c.MEMORY_EFFICIENT = False
-    _c.FAST_INFERENCE = False  # at test time, fuse the backbone with resnest_backbones.fast_inference.to_fast_inference
+    # In eval mode (tests, DefaultPredictor), run the backbone fused (resnest_backbones.fast_inference): BN folded
+    # into the convs, the same outputs up to float rounding. Training is unchanged.
+    _c.FAST_INFERENCE = False
 
     return cfg
 

@@ -13,7 +13,6 @@ What mmdet 3.3 / mmseg 1.2 build (their ``ResNeSt`` is a ``ResNetV1d`` with spli
   ``d // 2``) and mmseg's ``multi_grid`` (absolute dilations of the last stage's blocks); the avd pool only where
   the block strides (never at stride 1), an identity pool on stride-1 shortcuts: the core's ``'mmseg'`` layout.
 """
-import difflib
 from dataclasses import dataclass
 from typing import Callable, Dict, Optional, Sequence
 
@@ -21,6 +20,7 @@ from torch import nn
 
 from ..layers import make_norm_layer
 from ..resnest import STAGE_NAMES
+from ..validation import check_names
 from ..variants import VARIANTS, get_variant
 
 # mmdet's and mmseg's ResNet.arch_settings for bottleneck depths, plus the other published ResNeSt depths.
@@ -29,12 +29,6 @@ DEPTH_BLOCKS = {50: (3, 4, 6, 3), 101: (3, 4, 23, 3), 152: (3, 8, 36, 3), 200: (
                    for name in ("resnest14", "resnest26", "resnest269")}}
 # mmcv's norm types -> the core's NORM_LAYERS names (FrozenBN is this package's addition).
 MMCV_NORMS = {"BN": "BN", "BN2d": "BN", "SyncBN": "SyncBN", "GN": "GN", "FrozenBN": "FrozenBN"}
-# The project's own arguments, beside mmdet's / mmseg's.
-PROJECT_ARGUMENTS = ("variant", "output_stride", "dilated_layout", "attention_norm_cfg", "avd_first",
-                     "drop_block_prob", "last_gamma", "fast_inference", "memory_efficient")
-# Arguments of earlier versions of this adapter (the core's names), and what replaces them.
-RENAMED = {"cardinality": "groups", "stem_width": "stem_channels (= 2 * stem_width)",
-           "avd": "avg_down_stride", "out_features": "out_indices"}
 
 
 class OpenMMLabArgumentError(ValueError, AssertionError):
@@ -68,19 +62,11 @@ def norm_factory(norm_cfg: Optional[Dict], key: str = "norm_cfg") -> Callable[[i
 
 def check_argument_names(given: Dict, valid: Sequence[str]) -> None:
     """TypeError for names neither framework nor this project knows, with the closest valid name."""
-    if not given:
-        return
     if "deep_stem" in given or "avg_down" in given:
         raise TypeError("ResNeStBackbone, like mmdet's and mmseg's ResNeSt (a ResNetV1d), always uses the deep stem "
                         "and average-pool shortcuts: remove deep_stem= / avg_down= (theirs raises 'got multiple "
                         "values for keyword argument')")
-    hints = []
-    for key in given:
-        close = difflib.get_close_matches(key, valid, 1)
-        hints.append(f"{key!r} (use {RENAMED[key]})" if key in RENAMED else
-                     f"{key!r} (did you mean {close[0]!r}?)" if close else repr(key))
-    raise TypeError(f"ResNeStBackbone got unknown argument(s) {', '.join(hints)}. Valid arguments: "
-                    f"{', '.join(sorted(valid))}")
+    check_names(given, valid, owner="ResNeStBackbone")
 
 
 def _architecture(depth: Optional[int], variant: Optional[str]) -> Dict:
@@ -96,6 +82,10 @@ def _architecture(depth: Optional[int], variant: Optional[str]) -> Dict:
     if depth is None:
         raise OpenMMLabArgumentError("ResNeStBackbone needs depth= (as mmdet's ResNeSt: 50, 101, 152 or 200) or "
                                      f"variant= (a published model: {', '.join(VARIANTS)})")
+    if isinstance(depth, bool) or not isinstance(depth, int):
+        raise OpenMMLabArgumentError(f"depth must be an integer such as 50, got {depth!r} ({type(depth).__name__})"
+                                     + (f": write depth={depth.strip()} without quotes" if isinstance(depth, str)
+                                        else ""))
     if depth not in DEPTH_BLOCKS:
         raise KeyError(f"invalid depth {depth} for ResNeSt: use one of {sorted(DEPTH_BLOCKS)} (mmdet's and mmseg's "
                        "50, 101, 152, 200, and the published 14, 26, 269), or variant=")
@@ -149,7 +139,7 @@ def core_kwargs(defaults: FrameworkDefaults, depth=None, in_channels=3, stem_cha
                 with_cp=False, groups=None, base_width=None, radix=None, reduction_factor=None,
                 avg_down_stride=True, contract_dilation=None, multi_grid=None, variant=None, output_stride=None,
                 dilated_layout=None, attention_norm_cfg=None, avd_first=None, drop_block_prob=0.0,
-                last_gamma=False, memory_efficient=False) -> Dict:
+                last_gamma=False) -> Dict:
     """Keyword arguments of the core ``ResNeSt`` that build what mmdet's (``defaults=MMDET``) or mmseg's
     (``MMSEG``) ``ResNeSt`` builds from the same arguments. ``None`` means the variant's value if ``variant`` is
     given, else the framework's default. See ``ResNeStBackbone`` for each argument."""
@@ -167,6 +157,9 @@ def core_kwargs(defaults: FrameworkDefaults, depth=None, in_channels=3, stem_cha
             stem_channels % 2:
         raise OpenMMLabArgumentError(f"stem_channels must be an even integer >= 2 (the deep stem's convs have "
                                      f"stem_channels // 2, stem_channels // 2, stem_channels), got {stem_channels!r}")
+    if isinstance(out_indices, (str, bytes)) or not isinstance(out_indices, Sequence):
+        raise OpenMMLabArgumentError(f"out_indices must be a sequence of stage indices, e.g. (0, 1, 2, 3) or (3,) "
+                                     f"for the last stage alone, got {out_indices!r}")
     out_indices = tuple(out_indices)
     if not out_indices or any(isinstance(i, bool) or i not in range(num_stages) for i in out_indices):
         raise OpenMMLabArgumentError(f"out_indices {out_indices} must be a non-empty subset of "
@@ -181,7 +174,7 @@ def core_kwargs(defaults: FrameworkDefaults, depth=None, in_channels=3, stem_cha
         num_stages=num_stages, multi_grid=multi_grid,
         out_features=[STAGE_NAMES[i] for i in out_indices], frozen_stages=frozen_stages,
         norm_eval=defaults.norm_eval if norm_eval is None else norm_eval, with_cp=with_cp,
-        drop_block_prob=drop_block_prob, last_gamma=last_gamma, memory_efficient=memory_efficient,
+        drop_block_prob=drop_block_prob, last_gamma=last_gamma,
         norm_layer=norm_factory(norm_cfg),
         # mmdet and mmseg normalise the attention vector with norm_cfg itself (with GN: the same num_groups).
         attention_norm_layer=norm_factory(attention_norm_cfg if attention_norm_cfg is not None else norm_cfg,

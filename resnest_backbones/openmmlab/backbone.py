@@ -9,6 +9,7 @@ The class *is* the core ``ResNeSt`` (subclass), so its state-dict keys are the o
 checkpoint stores them under ``backbone.``; ``arguments.py`` translates the OpenMMLab arguments.
 """
 import copy
+import inspect
 import warnings
 from typing import Dict, Optional, Sequence, Tuple
 
@@ -16,19 +17,14 @@ import torch
 from mmengine.model import BaseModule
 from mmengine.model.weight_init import initialize
 
+from ..fast_inference import FastInferenceOption
+from ..memory_efficient import set_memory_efficient
 from ..resnest import ResNeSt
-from .arguments import (MMDET, PROJECT_ARGUMENTS, FrameworkDefaults, OpenMMLabArgumentError, check_argument_names,
-                        core_kwargs, describe)
+from .arguments import MMDET, FrameworkDefaults, OpenMMLabArgumentError, check_argument_names, core_kwargs, describe
 from .weights import load_init_cfg
 
-OPENMMLAB_ARGUMENTS = (
-    "depth", "in_channels", "stem_channels", "base_channels", "num_stages", "strides", "dilations", "out_indices",
-    "style", "frozen_stages", "conv_cfg", "norm_cfg", "norm_eval", "dcn", "stage_with_dcn", "plugins", "with_cp",
-    "zero_init_residual", "pretrained", "init_cfg", "groups", "base_width", "radix", "reduction_factor",
-    "avg_down_stride", "contract_dilation", "multi_grid")
 
-
-class ResNeStBackbone(ResNeSt, BaseModule):
+class ResNeStBackbone(FastInferenceOption, ResNeSt, BaseModule):
     """ResNeSt backbone for MMDetection / MMSegmentation, registered as ``ResNeStBackbone``.
 
     Takes every argument of mmdet 3.3's and mmseg 1.2's ``ResNeSt`` with their meaning, so their configs work with
@@ -79,10 +75,8 @@ class ResNeStBackbone(ResNeSt, BaseModule):
         fast_inference (bool): in eval mode, run a copy with BatchNorm folded into the convolutions
             (``resnest_backbones.fast_inference``); made at the first eval forward, dropped by ``train()`` and
             ``load_state_dict``. Default: False.
-        memory_efficient (bool, optional): train with the formulation of ``resnest_backbones.memory_efficient``:
-            the same outputs and gradients, 0.75x the saved activations of ResNeSt-50 (the level of ResNet-50).
-            True every block; None CPU blocks with large inputs; False plain eager. Opt-in: with glibc's default
-            heap policy it slows CPU training (docs/benchmarks.md). Default: False.
+        memory_efficient (bool): train with the formulation of ``resnest_backbones.memory_efficient``: the same
+            outputs and gradients, less saved memory (opt-in; its CPU cost in docs/benchmarks.md). Default: False.
 
     Example:
         >>> import torch
@@ -93,6 +87,10 @@ class ResNeStBackbone(ResNeSt, BaseModule):
     """
 
     framework_defaults: FrameworkDefaults = MMDET
+    batch_of_one_advice = ("train_dataloader.batch_size >= 2 images per process; or norm_cfg=dict(type='SyncBN') "
+                           "across processes; or fixed statistics (norm_eval=True, or norm_cfg=dict(type='FrozenBN')); "
+                           "or norm_cfg=dict(type='GN', num_groups=32) with attention_norm_cfg=dict(type='GN', "
+                           "num_groups=1)")
 
     def __init__(self, depth: Optional[int] = None, in_channels: int = 3, stem_channels: Optional[int] = None,
                  base_channels: int = 64, num_stages: int = 4, strides: Optional[Sequence[int]] = None,
@@ -108,8 +106,8 @@ class ResNeStBackbone(ResNeSt, BaseModule):
                  variant: Optional[str] = None, output_stride: Optional[int] = None,
                  dilated_layout: Optional[str] = None, attention_norm_cfg: Optional[Dict] = None,
                  avd_first: Optional[bool] = None, drop_block_prob: float = 0.0, last_gamma: bool = False,
-                 fast_inference: bool = False, memory_efficient: Optional[bool] = False, **unknown):
-        check_argument_names(unknown, OPENMMLAB_ARGUMENTS + PROJECT_ARGUMENTS)
+                 fast_inference: bool = False, memory_efficient: bool = False, **unknown):
+        check_argument_names(unknown, _ARGUMENTS)
         init_cfg = self._init_cfg_from(pretrained, init_cfg)
         super().__init__(**core_kwargs(
             self.framework_defaults, depth=depth, in_channels=in_channels, stem_channels=stem_channels,
@@ -119,18 +117,14 @@ class ResNeStBackbone(ResNeSt, BaseModule):
             radix=radix, reduction_factor=reduction_factor, avg_down_stride=avg_down_stride,
             contract_dilation=contract_dilation, multi_grid=multi_grid, variant=variant, output_stride=output_stride,
             dilated_layout=dilated_layout, attention_norm_cfg=attention_norm_cfg, avd_first=avd_first,
-            drop_block_prob=drop_block_prob, last_gamma=last_gamma,
-            memory_efficient=memory_efficient))  # BaseModule.__init__ runs with init_cfg=None
+            drop_block_prob=drop_block_prob, last_gamma=last_gamma))  # BaseModule.__init__ runs with init_cfg=None
         self.init_cfg = init_cfg
         self.variant = variant
         self.depth = depth
         self.out_indices = tuple(out_indices)
         self.zero_init_residual = zero_init_residual
-        self.fast_inference = fast_inference
-        self._drop_fused()
-        if fast_inference:
-            from .. import fast_inference  # noqa: F401  fail at build time, not at the first eval forward
-        self.register_load_state_dict_post_hook(_drop_fused_after_load)
+        set_memory_efficient(self, memory_efficient)
+        self._init_fast_inference(fast_inference)
 
     @staticmethod
     def _init_cfg_from(pretrained, init_cfg):
@@ -147,31 +141,9 @@ class ResNeStBackbone(ResNeSt, BaseModule):
 
     def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, ...]:
         """Tuple of the ``out_indices`` stage features, shallowest first."""
-        if self.fast_inference and not self.training:
-            return tuple(self._fused_copy().forward_features(x).values())
+        if self._runs_fused():
+            return tuple(self._fused_features(x).values())
         return tuple(self.forward_features(x).values())
-
-    def _fused_copy(self) -> ResNeSt:
-        if self._fused is None:
-            from ..fast_inference import to_fast_inference
-            plain = copy.deepcopy(self)
-            plain.fast_inference = False
-            # Stored outside nn.Module's registry: not a submodule, so not in state_dict() nor in parameters().
-            object.__setattr__(self, "_fused", to_fast_inference(plain))
-        return self._fused
-
-    def _drop_fused(self):
-        object.__setattr__(self, "_fused", None)
-
-    def _apply(self, fn, *args, **kwargs):
-        self._drop_fused()  # .to() / .cuda() / .half() do not reach the unregistered copy: rebuild it after
-        return super()._apply(fn, *args, **kwargs)
-
-    def train(self, mode: bool = True) -> "ResNeStBackbone":
-        """As theirs (frozen stages and ``norm_eval`` re-applied), but returns self like ``nn.Module.train``."""
-        if mode:
-            self._drop_fused()  # training changes the weights the fused copy was folded from
-        return super().train(mode)
 
     def init_weights(self):
         """``init_cfg=dict(type='Pretrained', ...)`` (or ``pretrained=``) through the core's strict loader; other
@@ -189,6 +161,5 @@ class ResNeStBackbone(ResNeSt, BaseModule):
         self._is_init = True
 
 
-def _drop_fused_after_load(module: ResNeStBackbone, incompatible_keys) -> None:
-    module._drop_fused()  # the fused copy was folded from the weights just replaced
-
+# Every argument name the constructor takes (mmdet's / mmseg's and the project's), for the did-you-mean check.
+_ARGUMENTS = tuple(name for name in inspect.signature(ResNeStBackbone).parameters if name != "unknown")
