@@ -26,10 +26,10 @@ from detectron2.engine.defaults import create_ddp_model as detectron2_create_ddp
 from detectron2.utils import comm
 from torch import nn
 
+from ..detectron2.backbone import sync_bn_keys
+
 logger = logging.getLogger("detectron2.resnest_backbones")
 DEFAULT_TIMEOUT = timedelta(minutes=30)  # detectron2's default worker timeout
-# The yacs keys that select a norm layer in the shipped R-CNN configs (backbone, FPN, box head, mask head).
-NORM_KEYS = ("MODEL.RESNETS.NORM", "MODEL.FPN.NORM", "MODEL.ROI_BOX_HEAD.NORM", "MODEL.ROI_MASK_HEAD.NORM")
 
 
 def detectron2_launches_cpu_workers() -> bool:
@@ -138,18 +138,6 @@ def set_cpu_threads(device: str) -> Optional[int]:
     return threads
 
 
-def sync_bn_keys(cfg, keys: Sequence[str] = NORM_KEYS) -> List[str]:
-    """The keys of ``keys`` whose value in the yacs ``cfg`` is ``SyncBN``."""
-    found = []
-    for key in keys:
-        node = cfg
-        for part in key.split("."):
-            node = node.get(part) if hasattr(node, "get") else None
-        if node == "SyncBN":
-            found.append(key)
-    return found
-
-
 def lazy_sync_bn_keys(node, prefix: str = "model") -> List[str]:
     """Dotted paths of every ``"SyncBN"`` value inside a LazyConfig node (e.g. ``model.backbone.norm``)."""
     if isinstance(node, str):
@@ -176,7 +164,7 @@ def refuse_sync_bn_on_cpu(keys: Sequence[str], device: str, separator: str = " "
 
 
 def check_sync_bn_on_cpu(cfg) -> None:
-    """``refuse_sync_bn_on_cpu`` for a yacs config (the norm keys of the R-CNN configs, ``NORM_KEYS``)."""
+    """``refuse_sync_bn_on_cpu`` for a yacs config (its norm keys: ``detectron2.backbone.NORM_KEYS``)."""
     refuse_sync_bn_on_cpu(sync_bn_keys(cfg), cfg.MODEL.DEVICE)
 
 

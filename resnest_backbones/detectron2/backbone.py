@@ -5,7 +5,7 @@ keys are the official/timm names, freezing is the core's, and checkpoints map wi
 Wrapped by FPN it is ``backbone.bottom_up``, hence detector keys ``backbone.bottom_up.<official name>``.
 """
 from functools import partial
-from typing import Dict, Sequence
+from typing import Dict, List, Sequence
 
 from detectron2.layers import ShapeSpec, get_norm
 from detectron2.modeling import BACKBONE_REGISTRY, Backbone
@@ -57,6 +57,23 @@ class ResNeStBackbone(FastInferenceOption, ResNeSt, Backbone):
         if self._runs_fused():
             return self._fused_features(x)
         return self.forward_features(x)
+
+
+# The yacs keys that select a norm layer: backbone, FPN, box and mask heads, semantic segmentation head.
+NORM_KEYS = ("MODEL.RESNETS.NORM", "MODEL.FPN.NORM", "MODEL.ROI_BOX_HEAD.NORM", "MODEL.ROI_MASK_HEAD.NORM",
+             "MODEL.SEM_SEG_HEAD.NORM")
+
+
+def sync_bn_keys(cfg, keys: Sequence[str] = NORM_KEYS) -> List[str]:
+    """The keys of ``keys`` whose value in the yacs ``cfg`` is ``SyncBN``."""
+    found = []
+    for key in keys:
+        node = cfg
+        for part in key.split("."):
+            node = node.get(part) if hasattr(node, "get") else None
+        if node == "SyncBN":
+            found.append(key)
+    return found
 
 
 def norm_layer_of(norm, key: str = "MODEL.RESNETS.NORM"):

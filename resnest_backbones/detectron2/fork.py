@@ -22,6 +22,7 @@ from typing import Dict, List, Mapping, Optional
 from detectron2.config import CfgNode as CN
 
 from ..keymaps import D2FORK, detect_format, fork_to_official, unwrap
+from .backbone import sync_bn_keys
 
 logger = logging.getLogger("detectron2.resnest_backbones")
 
@@ -50,6 +51,21 @@ def _refuse(key: str, value, why: str) -> ValueError:
     return ValueError(f"detectron2-ResNeSt fork config: {key} {value!r} is not supported: {why}")
 
 
+class _Notes:
+    """The translations made, each logged as it is made."""
+
+    def __init__(self, rc: CN):
+        self.rc, self.lines = rc, []
+
+    def note(self, text: str) -> None:
+        self.lines.append(text)
+        logger.warning(f"detectron2-ResNeSt fork config: {text}")
+
+    def put(self, key: str, value, why: str) -> None:
+        self.rc[key] = value
+        self.note(f"MODEL.RESNEST.{key} = {value!r} ({why})")
+
+
 def translate_fork_config(cfg: CN) -> List[str]:
     """Rewrite a merged config that uses the fork's keys into this plugin's keys, in place; returns the translations
     (each also logged). A config without fork keys is left as it is (the placeholders are removed)."""
@@ -58,18 +74,8 @@ def translate_fork_config(cfg: CN) -> List[str]:
     given = {key: value for key, value in given.items() if value is not None}
     if not given:
         return []
-    notes: List[str] = []
-    rc = cfg.MODEL.RESNEST
-
-    def note(text: str) -> None:
-        notes.append(text)
-        logger.warning(f"detectron2-ResNeSt fork config: {text}")
-
-    def put(key: str, value, why: str) -> None:
-        rc[key] = value
-        note(f"MODEL.RESNEST.{key} = {value!r} ({why})")
-
-    clashing = [f"MODEL.RESNEST.{k}" for k in _TRANSLATED if k != "VARIANT" and rc[k] is not None]
+    notes = _Notes(cfg.MODEL.RESNEST)
+    clashing = [f"MODEL.RESNEST.{k}" for k in _TRANSLATED if k != "VARIANT" and notes.rc[k] is not None]
     if clashing:
         raise ValueError(f"The config sets both the fork's MODEL.RESNETS.{'/'.join(given)} and this plugin's "
                          f"{', '.join(clashing)}: use one of the two (a fork yaml is translated on load).")
@@ -77,65 +83,73 @@ def translate_fork_config(cfg: CN) -> List[str]:
     if name not in BUILDERS:
         raise _refuse("MODEL.BACKBONE.NAME", name, f"the fork's ResNeSt is built by {sorted(BUILDERS)}")
     cfg.MODEL.BACKBONE.NAME = BUILDERS[name]
-    note(f"MODEL.BACKBONE.NAME {name} -> {BUILDERS[name]}")
-
+    notes.note(f"MODEL.BACKBONE.NAME {name} -> {BUILDERS[name]}")
     fork = {**FORK_DEFAULTS, **given}
+    radix = _translate_blocks(r, fork, given, notes)
+    _translate_widths(r, fork, notes)
+    _check_unsupported(cfg, fork, radix)
+    _note_kept_keys(cfg, notes)
+    return notes.lines
+
+
+def _translate_blocks(r: CN, fork: dict, given: dict, notes: _Notes) -> int:
+    """Depth, radix and the ResNet-D switches (the fork forces them on for radix > 1); returns the fork's radix."""
     depth = r.DEPTH
     if depth not in DEPTHS:
         raise _refuse("MODEL.RESNETS.DEPTH", depth, f"the fork's ResNeSt depths are {sorted(DEPTHS)}")
     variant, layers = DEPTHS[depth]
-    put("VARIANT", variant, f"MODEL.RESNETS.DEPTH {depth}")
+    notes.put("VARIANT", variant, f"MODEL.RESNETS.DEPTH {depth}")
     if layers:
-        put("LAYERS", layers, f"MODEL.RESNETS.DEPTH {depth}")
+        notes.put("LAYERS", layers, f"MODEL.RESNETS.DEPTH {depth}")
     radix = fork["RADIX"]
     if not isinstance(radix, int) or radix < 1:
         raise _refuse("MODEL.RESNETS.RADIX", radix, "the fork accepts 1 (no split attention) or more")
-    put("RADIX", radix if radix > 1 else 0,
-        f"MODEL.RESNETS.RADIX {radix}" + ("" if radix > 1 else ": the fork's radix 1 is a plain grouped conv"))
-    for key, ours in (("DEEP_STEM", "DEEP_STEM"), ("AVD", "AVD"), ("AVG_DOWN", "AVG_DOWN")):
-        value = bool(fork[key]) or radix > 1
+    notes.put("RADIX", radix if radix > 1 else 0,
+              f"MODEL.RESNETS.RADIX {radix}" + ("" if radix > 1 else ": the fork's radix 1 is a plain grouped conv"))
+    for key in ("DEEP_STEM", "AVD", "AVG_DOWN"):
         why = f"MODEL.RESNETS.{key} {fork[key]}"
         if radix > 1 and not fork[key]:
             why = f"forced on by the fork because RADIX {radix} > 1" + \
                   (f"; the yaml's {key} {fork[key]} is ignored, as the fork ignores it" if key in given else "")
-        put(ours, value, why)
-    put("AVD_FIRST", False, "the fork pools after the split-attention conv")
-    put("REDUCTION_FACTOR", 4, "fixed in the fork's split attention")
+        notes.put(key, bool(fork[key]) or radix > 1, why)
+    notes.put("AVD_FIRST", False, "the fork pools after the split-attention conv")
+    notes.put("REDUCTION_FACTOR", 4, "fixed in the fork's split attention")
+    return radix
+
+
+def _translate_widths(r: CN, fork: dict, notes: _Notes) -> None:
+    """Cardinality, the per-group base width and the deep stem's width."""
     cardinality = r.NUM_GROUPS
     base_width = cardinality * r.WIDTH_PER_GROUP * fork["BOTTLENECK_WIDTH"] / 64
     if base_width != int(base_width) or base_width < 1:
         raise _refuse("MODEL.RESNETS.BOTTLENECK_WIDTH", fork["BOTTLENECK_WIDTH"],
                       f"NUM_GROUPS * WIDTH_PER_GROUP * BOTTLENECK_WIDTH / 64 = {base_width} must be a positive "
                       "integer (this plugin's base width)")
-    put("CARDINALITY", cardinality, f"MODEL.RESNETS.NUM_GROUPS {cardinality}")
-    put("BASE_WIDTH", int(base_width), f"NUM_GROUPS {cardinality} x WIDTH_PER_GROUP {r.WIDTH_PER_GROUP} x "
-                                       f"BOTTLENECK_WIDTH {fork['BOTTLENECK_WIDTH']} / 64")
-    if rc.DEEP_STEM:
-        put("STEM_WIDTH", FORK_STEM_WIDTH[depth], f"the fork's deep-stem width for DEPTH {depth}")
+    notes.put("CARDINALITY", cardinality, f"MODEL.RESNETS.NUM_GROUPS {cardinality}")
+    notes.put("BASE_WIDTH", int(base_width), f"NUM_GROUPS {cardinality} x WIDTH_PER_GROUP {r.WIDTH_PER_GROUP} x "
+                                             f"BOTTLENECK_WIDTH {fork['BOTTLENECK_WIDTH']} / 64")
+    depth = r.DEPTH
+    if notes.rc.DEEP_STEM:
+        notes.put("STEM_WIDTH", FORK_STEM_WIDTH[depth], f"the fork's deep-stem width for DEPTH {depth}")
         if r.STEM_OUT_CHANNELS != 2 * FORK_STEM_WIDTH[depth]:
-            note(f"MODEL.RESNETS.STEM_OUT_CHANNELS {r.STEM_OUT_CHANNELS} ignored, as the fork ignores it with a "
-                 f"deep stem (which outputs {2 * FORK_STEM_WIDTH[depth]} channels)")
+            notes.note(f"MODEL.RESNETS.STEM_OUT_CHANNELS {r.STEM_OUT_CHANNELS} ignored, as the fork ignores it with "
+                       f"a deep stem (which outputs {2 * FORK_STEM_WIDTH[depth]} channels)")
     elif r.STEM_OUT_CHANNELS != 64:
         raise _refuse("MODEL.RESNETS.STEM_OUT_CHANNELS", r.STEM_OUT_CHANNELS, "this plugin's 7x7 stem has 64 outputs")
-    _check_unsupported(cfg, fork, radix)
+
+
+def _note_kept_keys(cfg: CN, notes: _Notes) -> None:
+    """What the fork's config keeps with another meaning here: deformable convolutions, SyncBN."""
+    r = cfg.MODEL.RESNETS
     if any(r.DEFORM_ON_PER_STAGE):
-        note(f"MODEL.RESNETS.DEFORM_ON_PER_STAGE {list(r.DEFORM_ON_PER_STAGE)}, DEFORM_MODULATED "
-             f"{r.DEFORM_MODULATED}, DEFORM_NUM_GROUPS {r.DEFORM_NUM_GROUPS} kept: deformable 3x3 convolutions as the "
-             "fork builds them (running them needs a GPU and detectron2's compiled ops)")
-    sync = [key for key in ("MODEL.RESNETS.NORM", "MODEL.FPN.NORM", "MODEL.ROI_BOX_HEAD.NORM",
-                            "MODEL.ROI_MASK_HEAD.NORM", "MODEL.SEM_SEG_HEAD.NORM") if _get(cfg, key) == "SyncBN"]
+        notes.note(f"MODEL.RESNETS.DEFORM_ON_PER_STAGE {list(r.DEFORM_ON_PER_STAGE)}, DEFORM_MODULATED "
+                   f"{r.DEFORM_MODULATED}, DEFORM_NUM_GROUPS {r.DEFORM_NUM_GROUPS} kept: deformable 3x3 convolutions "
+                   "as the fork builds them (running them needs a GPU and detectron2's compiled ops)")
+    sync = sync_bn_keys(cfg)
     if sync:
-        note(f"{', '.join(sync)} SyncBN kept: the fork built detectron2's NaiveSyncBatchNorm for it, this detectron2 "
-             "builds torch.nn.SyncBatchNorm (same weights and statistics, the same evaluation; both synchronise "
-             "batch statistics while training). Multi-process CPU runs need naiveSyncBN.")
-    return notes
-
-
-def _get(cfg: CN, dotted: str):
-    node = cfg
-    for part in dotted.split("."):
-        node = node.get(part) if hasattr(node, "get") else None
-    return node
+        notes.note(f"{', '.join(sync)} SyncBN kept: the fork built detectron2's NaiveSyncBatchNorm for it, this "
+                   "detectron2 builds torch.nn.SyncBatchNorm (same weights and statistics, the same evaluation; both "
+                   "synchronise batch statistics while training). Multi-process CPU runs need naiveSyncBN.")
 
 
 def _check_unsupported(cfg: CN, fork: Dict, radix: int) -> None:
