@@ -19,10 +19,12 @@ copy of themselves. What the rewrite does:
   (an NCHW tensor would be reordered around every convolution): the stem converts the input once, the stages pass
   channels_last on to each other, and the fused model's ``forward_features`` returns each feature in the input's
   layout (one copy per returned feature; none for the classifier's logits);
-* split attention pools the concatenated splits once and sums the pooled vectors (instead of materialising the sum
-  of full-size splits), gets its attention radix-major straight from ``fc2`` (its output channels are permuted once
-  here, so no transpose at run time), and forms the weighted sum with one multiply and ``radix - 1`` in-place
-  multiply-adds instead of a ``radix``-times larger product followed by a reduction.
+* split attention pools the concatenated splits once and lets ``fc1``, its weight tiled once per split, sum the
+  pooled vectors (instead of materialising the sum of full-size splits), gets its attention radix-major straight
+  from ``fc2`` (its output channels are permuted once here, so no transpose at run time), and forms the weighted sum
+  over channel slices with one multiply and ``radix - 1`` in-place multiply-adds instead of a ``radix``-times larger
+  product followed by a reduction. Every shape it uses is a module constant, so an exported graph (ONNX, TorchScript
+  tracing) has static Reshapes and Slices and no shape arithmetic.
 
 The result computes the same function as the eval-mode model up to float rounding (checked in
 ``tests/test_fast_inference.py``). It has no BatchNorm left to train, so it is eval-only: fusing a model in training mode
@@ -222,41 +224,61 @@ class FusedSplitAttention(_EvalOnly):
         sa = split_attention
         self.radix = sa.radix
         self.out_channels = sa.out_channels
-        cardinality = sa.fc2.groups
         self.conv = fold_conv_norm(sa.conv, sa.bn0)
-        fc1 = fold_conv_norm(sa.fc1, sa.bn1)
-        # fc2 emits [cardinality, radix, C/cardinality]; permuting its output channels once to radix-major
-        # ([radix, cardinality, C/cardinality]) removes the transpose of RadixSoftmax. A grouped conv's output
-        # channels can only be permuted within a group, so this is done on a dense (block-diagonal) copy.
-        order = torch.arange(sa.fc2.out_channels).view(cardinality, self.radix, -1).transpose(0, 1).reshape(-1)
-        dense = _grouped_to_dense(sa.fc2)
-        fc2 = nn.Conv2d(sa.fc2.in_channels, sa.fc2.out_channels, 1).to(dense)
-        with torch.no_grad():
-            fc2.weight.copy_(dense[order])
-            fc2.bias.copy_(sa.fc2.bias[order])
-        self.attention = nn.Sequential(fc1, nn.ReLU(inplace=True), fc2)
+        self.attention = nn.Sequential(_fc1_over_all_splits(sa), nn.ReLU(inplace=True), _fc2_radix_major(sa))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = conv_relu(self.conv, x)
-        batch = x.size(0)
-        # Mean over space first, then over splits: the same sum, but the split sum runs on (B, radix*C) vectors.
-        gap = x.mean((2, 3), keepdim=True)
+        attention = self.attention(F.adaptive_avg_pool2d(x, 1))
         if self.radix == 1:
-            return x * torch.sigmoid(self.attention(gap))
-        gap = gap.view(batch, self.radix, self.out_channels).sum(1).view(batch, self.out_channels, 1, 1)
-        attention = F.softmax(self.attention(gap).view(batch, self.radix, self.out_channels, 1, 1), dim=1)
-        splits = x.view(batch, self.radix, self.out_channels, x.size(2), x.size(3))
-        if torch.is_grad_enabled() or torch.jit.is_tracing():  # out= has no autograd; traces stay plain
-            out = splits[:, 0] * attention[:, 0]
-        else:
-            # Into a buffer in x's layout: a product of split views gets strides that, for a batch of one, the next
-            # ops (the avd pool) do not recognise as channels_last, and they would copy it to NCHW.
-            out = torch.mul(splits[:, 0], attention[:, 0], out=torch.empty(
-                batch, self.out_channels, x.size(2), x.size(3), dtype=x.dtype, device=x.device,
-                memory_format=memory_format_of(x)))
-        for index in range(1, self.radix):
-            out.addcmul_(splits[:, index], attention[:, index])
+            return x * torch.sigmoid(attention)
+        # Shapes from the module's constants only (-1 for the batch): an exported graph has static Reshapes and
+        # Slices, no Shape / Gather / Split driven by the tensor's sizes.
+        radix, channels = self.radix, self.out_channels
+        attention = F.softmax(attention.view(-1, radix, channels), dim=1).view(-1, radix * channels, 1, 1)
+        if torch.is_grad_enabled() or not _plain_eager(x):  # out= has no autograd; traces and compile stay plain
+            out = x[:, :channels] * attention[:, :channels]
+            for index in range(1, radix):
+                split = slice(index * channels, (index + 1) * channels)
+                out = out + x[:, split] * attention[:, split]
+            return out
+        # Into a buffer in x's layout: a product of split views gets strides that, for a batch of one, the next ops
+        # (the avd pool) do not recognise as channels_last, and they would copy it to NCHW.
+        out = torch.mul(x[:, :channels], attention[:, :channels], out=torch.empty(
+            x.size(0), channels, x.size(2), x.size(3), dtype=x.dtype, device=x.device,
+            memory_format=memory_format_of(x)))
+        for index in range(1, radix):
+            split = slice(index * channels, (index + 1) * channels)
+            out.addcmul_(x[:, split], attention[:, split])
         return out
+
+
+def _fc1_over_all_splits(sa: SplitAttention) -> nn.Module:
+    """``fc1`` (with ``bn1`` folded) as a dense 1x1 conv over the pooled concatenation of the splits: its weight is
+    tiled once per split, so it sums them (the attention's input is the pooled sum of the splits). A norm that does
+    not fold (GroupNorm) stays after it."""
+    fc1 = fold_conv_norm(sa.fc1, sa.bn1)
+    conv, rest = (fc1[0], list(fc1)[1:]) if isinstance(fc1, nn.Sequential) else (fc1, [])
+    dense = _grouped_to_dense(conv)
+    tiled = nn.Conv2d(conv.in_channels * sa.radix, conv.out_channels, 1).to(dense)
+    with torch.no_grad():
+        tiled.weight.copy_(dense.repeat(1, sa.radix, 1, 1))
+        tiled.bias.copy_(conv.bias)
+    return nn.Sequential(tiled, *rest) if rest else tiled
+
+
+def _fc2_radix_major(sa: SplitAttention) -> nn.Conv2d:
+    """``fc2`` with its output channels permuted once from ``[cardinality, radix, C/cardinality]`` (a grouped conv's
+    order) to radix-major ``[radix, cardinality, C/cardinality]``, the splits' order: no transpose at run time. A
+    grouped conv's outputs can only be permuted within a group, so this is a dense (block-diagonal) copy."""
+    fc2 = sa.fc2
+    order = torch.arange(fc2.out_channels).view(fc2.groups, sa.radix, -1).transpose(0, 1).reshape(-1)
+    dense = _grouped_to_dense(fc2)
+    permuted = nn.Conv2d(fc2.in_channels, fc2.out_channels, 1).to(dense)
+    with torch.no_grad():
+        permuted.weight.copy_(dense[order])
+        permuted.bias.copy_(fc2.bias[order])
+    return permuted
 
 
 def _grouped_to_dense(conv: nn.Conv2d) -> torch.Tensor:

@@ -38,6 +38,11 @@ def test_onnx_features_match_eager(fast, tmp_path):
     names = export.export_onnx(model, str(path), TRACE_INPUT, fast=fast)
     assert names == ["res2", "res3", "res4", "res5"]
     assert export.check_onnx(str(path), model, CHECK_INPUT) < 1e-5
+    if fast:  # the fused form: BN folded, split attention with static shapes only (dynamic batch, height, width)
+        import onnx
+        ops = [node.op_type for node in onnx.load(str(path)).graph.node]
+        assert "BatchNormalization" not in ops and not {"Shape", "Gather", "Split", "Concat"} & set(ops), ops
+        assert ops.count("Softmax") == 4 and ops.count("Reshape") == 8  # one block per stage, two static reshapes
 
 
 def test_onnx_logits_and_dilated_radix1(tmp_path):
