@@ -1,5 +1,6 @@
-"""Imported first by the detectron2 tools (``import _checkout``; Python puts ``tools/`` on ``sys.path`` when a script
-there runs): run them from a checkout without ``pip install -e .``, and set how idle OpenMP threads wait."""
+"""Imported first by every tool (``import _checkout``; Python puts ``tools/`` on ``sys.path`` when a script there
+runs): the tool imports the package of the checkout it sits in (also without ``pip install -e .``, and before any
+other installed copy), and idle OpenMP threads wait passively."""
 import os
 import sys
 
@@ -7,7 +8,6 @@ import sys
 # 2-thread training step 2-4x slower (measured on 2 cores). Must be set before torch loads OpenMP; override freely.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-try:
-    import resnest_backbones  # noqa: F401
-except ImportError:  # a checkout without `pip install -e .`
-    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+CHECKOUT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if os.path.isdir(os.path.join(CHECKOUT, "resnest_backbones")) and CHECKOUT not in sys.path:
+    sys.path.insert(0, CHECKOUT)

@@ -1,86 +1,9 @@
 #!/usr/bin/env python
-"""The ``torch.compile``d training step of our ResNeSt-50 against compiled torchvision ResNet-50 and compiled timm
-``resnest50d`` (inductor, CPU fp32 unless ``--device cuda``), and whether our model compiles into one graph.
+"""The ``torch.compile``d training step of our ResNeSt-50 against compiled peers: see
+resnest_backbones/apps/benchmark/compile.py (``python tools/benchmark_compile.py --help``)."""
+import _checkout  # noqa: F401  (first: a checkout without pip install; OMP_WAIT_POLICY)
 
-Each model's feature function (stem and four stages, train-mode BN) is compiled with ``torch.compile``; a step is
-forward, the sum of the four stages' means, backward. Reported: compile time (the first step), the median step time
-over interleaved rounds, the ratios to ResNet-50 and timm, the bytes the compiled graph saves for backward, and
-``torch._dynamo.explain``'s graph and graph-break counts for our model.
-
-Under ``torch.compile`` the core runs its plain eager block (``resnest_backbones.memory_efficient.applies`` is False
-while compiling): inductor's partitioner decides itself which activations to keep and which cheap element-wise ops
-to recompute in backward, so the hand-written autograd Function is neither needed nor traced.
-
-Compiling three training graphs takes minutes on 2 CPU cores (this is why it is its own command).
-
-Usage:
-    python tools/benchmark_compile.py --threads 2
-"""
-import argparse
-import os
-import statistics
-import sys
-import time
-
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-
-import torch  # noqa: E402
-
-from benchmark import OURS, TIMM, TV, build_models, format_table, prepare, saved_for_backward_mib  # noqa: E402
-
-
-def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--threads", type=int, default=os.cpu_count())
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--batch", type=int, default=2)
-    parser.add_argument("--size", type=int, default=512, help="square input size (default 512, as the train table)")
-    parser.add_argument("--repeats", type=int, default=5, help="timed interleaved rounds after one warm-up")
-    args = parser.parse_args(argv)
-    torch.set_num_threads(args.threads)
-    device = torch.device(args.device)
-    print(f"torch {torch.__version__}, device {device}, threads {torch.get_num_threads()}, "
-          f"input {args.batch}x3x{args.size}x{args.size}, train-mode BN, {args.repeats} rounds, medians", flush=True)
-    entries = build_models([OURS, TIMM, TV], training=True)
-    prepare(entries, "train", device, torch.contiguous_format)
-    x = torch.rand(args.batch, 3, args.size, args.size, device=device)
-
-    explanation = torch._dynamo.explain(entries[OURS].features)(x)
-    print(f"{OURS}: torch._dynamo.explain: {explanation.graph_count} graph(s), {explanation.graph_break_count} "
-          f"graph break(s)" + "".join(f"\n  break: {reason.reason}" for reason in explanation.break_reasons),
-          flush=True)
-    torch._dynamo.reset()
-
-    compiled, compile_seconds = {}, {}
-    for name, entry in entries.items():
-        function = torch.compile(entry.features)
-        start = time.perf_counter()
-        step(entry.model, function, x, device)  # compiles forward and backward
-        compile_seconds[name] = time.perf_counter() - start
-        compiled[name] = function
-        print(f"compiled {name} in {compile_seconds[name]:.0f} s", flush=True)
-    times = {name: [] for name in entries}
-    for _ in range(args.repeats):
-        for name, entry in entries.items():
-            start = time.perf_counter()
-            step(entry.model, compiled[name], x, device)
-            times[name].append(time.perf_counter() - start)
-    medians = {name: statistics.median(values) for name, values in times.items()}
-    rows = []
-    for name, entry in entries.items():
-        saved = saved_for_backward_mib(type(entry)(name, entry.model, compiled[name], None), x)
-        rows.append({"model (compiled)": name, "compile s": f"{compile_seconds[name]:.0f}",
-                     "median ms": f"{medians[name] * 1000:.1f}", "x resnet50": f"{medians[name] / medians[TV]:.2f}",
-                     "x timm": f"{medians[name] / medians[TIMM]:.2f}", "saved MiB": f"{saved:.0f}"})
-    print(format_table(rows, list(rows[0])))
-
-
-def step(model, function, x, device):
-    model.zero_grad(set_to_none=True)
-    sum(f.mean() for f in function(x)).backward()
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-
+from resnest_backbones.apps.benchmark.compile import main
 
 if __name__ == "__main__":
     main()
