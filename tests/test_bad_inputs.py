@@ -296,7 +296,7 @@ CASES: List[Case] = [
          FileExistsError, "num_train 2 -> 3", _user_notes_intact),
     Case("a planned file is the user's", _planned_name_taken, FileExistsError, "did not make (e.g. images/val/"),
     Case("maker argument", lambda t: make_synthetic_dataset(str(t / "x"), 2, 1, 0), ValueError,
-         "image_size must be an integer >= 16"),
+         "image_size must be an integer in [16, 4096]"),
     # detectron2: config keys named, MODEL.WEIGHTS read safely, last_checkpoint explained
     Case("MODEL.RESNEST.RADIX -1", _d2_build("MODEL.RESNEST.RADIX", "-1"), ValueError,
          "MODEL.RESNEST.RADIX: radix must be an integer >= 0"),
