@@ -215,10 +215,12 @@ def read_checkpoint(path: str, allow_unsafe_pickle: bool = False) -> Mapping:
     with open(path, "rb") as handle:
         head = handle.read(8)
     reason = (str(cause).splitlines() or [""])[0][:200]
+    kind = "as a safetensors file" if is_safetensors(path) or path.endswith(SAFETENSORS_SUFFIX) else \
+        "neither as a torch.save file nor as a pickle"
     raise NotACheckpointError(
-        f"{path} is truncated or not a checkpoint: it reads neither as a torch.save file nor as a pickle "
-        f"({type(cause).__name__}: {reason}; {os.path.getsize(path)} bytes, starting with {head!r}). Check "
-        "the path, or download or copy the file again.") from None
+        f"{path} is truncated or not a checkpoint: it reads {kind} ({type(cause).__name__}: {reason}; "
+        f"{os.path.getsize(path)} bytes, starting with {head!r}). Check the path, or download or copy the file "
+        "again.") from None
 
 
 def folder_given(path: str, what: str = "a checkpoint") -> str:

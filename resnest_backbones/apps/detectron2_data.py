@@ -91,11 +91,12 @@ def register_synthetic_datasets(cfg) -> Dict[str, str]:
         raise NotADirectoryError(f"DATASETS.SYNTHETIC.ROOT {synthetic_root(cfg)} is a file, not a folder: set "
                                  "DATASETS.SYNTHETIC.ROOT to a folder (the dataset is made there on first use).") \
             from None
-    except (FileExistsError, UnsafeRecordError) as error:  # the maker never touches files it did not make (nor,
-        # here, its other datasets)
-        raise type(error)(f"DATASETS.SYNTHETIC.ROOT: {error} With detectron2: set DATASETS.SYNTHETIC.ROOT to a "
-                          "new or empty folder, or set the DATASETS.SYNTHETIC keys to the ones that folder was made "
-                          "with.") from None
+    except UnsafeRecordError as error:
+        raise UnsafeRecordError(f"DATASETS.SYNTHETIC.ROOT: {error}") from None
+    except FileExistsError as error:  # the maker never touches files it did not make (nor, here, its other datasets)
+        raise FileExistsError(f"DATASETS.SYNTHETIC.ROOT: {error} With detectron2: set DATASETS.SYNTHETIC.ROOT to a "
+                              "new or empty folder, or set the DATASETS.SYNTHETIC keys to the ones that folder was "
+                              "made with.") from None
     except ValueError as error:
         raise ValueError(f"DATASETS.SYNTHETIC (NUM_TRAIN {s.NUM_TRAIN}, NUM_VAL {s.NUM_VAL}, IMAGE_SIZE "
                          f"{s.IMAGE_SIZE}): {error}") from None

@@ -184,17 +184,21 @@ class ResNeStCheckpointer(DetectionCheckpointer):
         if _BACKBONE_ONLY in checkpoint:
             result = self._load_backbone(checkpoint, prefix, backbone)
             self.unloaded = [k for k in weight_keys(self.model) if not (prefix and k.startswith(prefix))]
-        else:
-            keys = {k[len("module."):] if k.startswith("module.") else k for k in checkpoint["model"]}
-            result = super()._load_model(checkpoint)
-            self.unloaded = [k for k in result.missing_keys if not k.endswith("num_batches_tracked")]
-            if backbone is not None:
-                self._check_backbone_loaded(keys, result, prefix, backbone)
-            if FORK_MARKER in checkpoint:
-                check_fork_backbone_loaded(result, checkpoint[FORK_MARKER])
-        if self._resuming:  # the run's own checkpoint: everything must fit, before the optimizer state is loaded
-            check_resumable(self, checkpoint, prefix, result.unexpected_keys if result is not None else ())
+            self._check_resumable(checkpoint, prefix, ())
+            return result
+        keys = {k[len("module."):] if k.startswith("module.") else k for k in checkpoint["model"]}
+        result = super()._load_model(checkpoint)
+        self.unloaded = [k for k in result.missing_keys if not k.endswith("num_batches_tracked")]
+        self._check_resumable(checkpoint, prefix, result.unexpected_keys)
+        if backbone is not None:
+            self._check_backbone_loaded(keys, result, prefix, backbone)
+        if FORK_MARKER in checkpoint:
+            check_fork_backbone_loaded(result, checkpoint[FORK_MARKER])
         return result
+
+    def _check_resumable(self, checkpoint: Dict, prefix: Optional[str], unexpected) -> None:
+        if self._resuming:  # the run's own checkpoint: everything must fit, before the optimizer state is loaded
+            check_resumable(self, checkpoint, prefix, unexpected)
 
     def _load_backbone(self, checkpoint: Dict, prefix: Optional[str], backbone: Optional[ResNeSt]):
         fmt, filename = checkpoint.pop(_BACKBONE_ONLY)

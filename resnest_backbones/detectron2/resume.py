@@ -7,6 +7,7 @@ to go on with blocks the checkpoint lacks left at their initialisation. :func:`c
 checkpoint with the model and the optimizer before anything is loaded into the optimizer, and says that the output
 folder holds a run made with another config.
 """
+import re
 from collections import OrderedDict
 from typing import Any, List, Mapping, Optional, Sequence
 
@@ -24,13 +25,14 @@ def weight_keys(model: nn.Module) -> List[str]:
 
 def group_keys(keys: Sequence[str], backbone_prefix: Optional[str] = None, most: int = 8) -> str:
     """``keys`` summarised by module, e.g. ``"roi_heads.box_predictor (4), backbone.bottom_up.layer3 (120)"``: the
-    first two names of a key, or the stage inside the ResNeSt backbone (``backbone_prefix``)."""
+    first two names of a key (numbered siblings such as ``fpn_lateral2``..``5`` together), or the stage inside the
+    ResNeSt backbone (``backbone_prefix``)."""
     groups: "OrderedDict[str, int]" = OrderedDict()
     for key in keys:
         if backbone_prefix and key.startswith(backbone_prefix):
             group = backbone_prefix + key[len(backbone_prefix):].split(".", 1)[0]
         else:
-            group = ".".join(key.split(".")[:2])
+            group = ".".join(re.sub(r"(?<=\D)\d+$", "", name) for name in key.split(".")[:2])
         groups[group] = groups.get(group, 0) + 1
     listed = [f"{group} ({count})" for group, count in groups.items()]
     return ", ".join(listed[:most]) + (f" and {len(listed) - most} more" if len(listed) > most else "")
