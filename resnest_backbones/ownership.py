@@ -204,6 +204,9 @@ def acquire_run_lock(folder: str, key: str = "OUTPUT_DIR") -> RunLock:
     taken_over = None
     for _ in range(10):  # each round either creates the lock or removes an ended run's lock
         if _create(path, record):
+            if not _HELD:  # registered on the first lock, not on import (importing changes nothing in the process)
+                atexit.unregister(_release_all)
+                atexit.register(_release_all)
             lock = _HELD[path] = RunLock(path, record["token"], taken_over)
             return lock
         owner = _read(path)
@@ -243,7 +246,6 @@ def release_run_lock(folder: str) -> None:
         lock.release()
 
 
-@atexit.register
 def _release_all() -> None:
     """Runs that end without releasing (an uncaught error, sys.exit) still leave their folder free."""
     for lock in list(_HELD.values()):

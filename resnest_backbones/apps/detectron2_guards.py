@@ -66,7 +66,8 @@ def require_full_weights(checkpointer, key: str, output_dir: str) -> None:
     raise IncompleteWeightsError(
         f"--eval-only: {key} {checkpointer.loaded_from} leaves {len(checkpointer.unloaded)} of {total} tensors of "
         "the detector at their random initialisation"
-        + (" (it holds the backbone only)" if backbone_only else "") + f": {group_keys(checkpointer.unloaded, prefix)}. "
+        + (" (it holds the backbone only)" if backbone_only else "")
+        + f": {group_keys(checkpointer.unloaded, prefix)}. "
         f"Set {key} to a checkpoint of this detector made with this config (e.g. the same MODEL.RESNEST.VARIANT), or "
         f"pass {ALLOW_PARTIAL} to evaluate anyway.")
 

@@ -100,6 +100,16 @@ def _remove_recorded(root: str, files: Iterable[str]) -> None:
             folder = os.path.dirname(folder)
 
 
+def _changed(root: str, maker: str, old: Dict, arguments: Dict, recorded: int, hint: str) -> DatasetChangedError:
+    changes = [(key, old.get(key), arguments.get(key))
+               for key in sorted(set(old) | set(arguments)) if old.get(key) != arguments.get(key)]
+    listed = ", ".join(f"{key} {before!r} -> {after!r}" for key, before, after in changes)
+    return DatasetChangedError(
+        f"{root} holds a dataset {maker} made with other arguments ({listed}). Pass overwrite=True (--overwrite) to "
+        f"replace it (only the {recorded} files it records are deleted), or choose another folder{hint}.", root,
+        changes, recorded)
+
+
 def claim(root: str, maker: str, arguments: Dict, files: List[str], overwrite: bool = False,
           hint: str = "") -> bool:
     """Prepare ``root`` for ``maker`` to write ``files`` (paths relative to ``root``); see the module docstring.
@@ -148,14 +158,7 @@ def claim(root: str, maker: str, arguments: Dict, files: List[str], overwrite: b
         recorded = list(record.get("files", []))
         if record.get("arguments") != arguments:
             if not overwrite:
-                old = record.get("arguments") or {}
-                changes = [(key, old.get(key), arguments.get(key))
-                           for key in sorted(set(old) | set(arguments)) if old.get(key) != arguments.get(key)]
-                listed = ", ".join(f"{key} {before!r} -> {after!r}" for key, before, after in changes)
-                raise DatasetChangedError(
-                    f"{root} holds a dataset {maker} made with other arguments ({listed}). Pass "
-                    f"overwrite=True (--overwrite) to replace it (only the {len(recorded)} files it records are "
-                    f"deleted), or choose another folder{hint}.", root, changes, len(recorded))
+                raise _changed(root, maker, record.get("arguments") or {}, arguments, len(recorded), hint)
             _remove_recorded(root, recorded)
             recorded = []
     foreign = [f for f in files if os.path.lexists(os.path.join(root, f)) and f not in set(recorded)]
