@@ -171,11 +171,14 @@ def _remove_if_unchanged(path: str, record: Dict) -> None:
 
 
 def _refusal(key: str, folder: str, path: str, owner: Dict) -> OutputInUseError:
-    elsewhere = owner.get("host") != host_name()
+    if owner.get("host") != host_name():
+        unprobed = "; if that run has ended (it ran on another machine), delete "
+    else:
+        unprobed = "; if that run has ended, delete " if os.name != "posix" else ""
     return OutputInUseError(
         f"{key} {folder} is in use by another run ({describe_owner(owner)}); two runs in one folder overwrite each "
         f"other's checkpoints, metrics and logs. Wait for that run to end, or set {key} to another folder"
-        + (f"; if that run has ended (it ran on another machine), delete {path}." if elsewhere else "."))
+        + (f"{unprobed}{path}." if unprobed else "."))
 
 
 def acquire_run_lock(folder: str, key: str = "OUTPUT_DIR") -> RunLock:

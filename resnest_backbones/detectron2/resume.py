@@ -14,6 +14,10 @@ from typing import Any, List, Mapping, Optional, Sequence
 from torch import nn
 
 
+# What torch's LR schedulers add to an optimizer's parameter groups (detectron2 builds some schedulers after loading).
+_SCHEDULER_KEYS = {"initial_lr", "max_lr", "min_lr", "max_momentum", "base_momentum"}
+
+
 class ResumeMismatchError(RuntimeError):
     """The last checkpoint of the output folder does not fit this run's model or optimizer."""
 
@@ -48,10 +52,12 @@ def _param_group_differences(current: Sequence[Mapping], saved: Any, path: str) 
         if len(now.get("params", [])) != len(then.get("params", [])):
             found.append(f"{path} group {index}: {len(then.get('params', []))} parameters saved, "
                          f"{len(now.get('params', []))} now")
-        added, gone = sorted(set(now) - set(then)), sorted(set(then) - set(now))
-        if added or gone:
-            found.append(f"{path} group {index}: saved by another optimizer (it has {gone or 'no other settings'}, "
-                         f"this one {added or 'no other settings'})")
+        # Another optimizer class has settings of its own on both sides (SGD's momentum, AdamW's betas); one side
+        # alone may hold more because an LR scheduler added some or another torch version has a new option.
+        added, gone = sorted(set(now) - set(then) - _SCHEDULER_KEYS), sorted(set(then) - set(now) - _SCHEDULER_KEYS)
+        if added and gone:
+            found.append(f"{path} group {index}: saved by another optimizer (its settings {gone}, this one's "
+                         f"{added})")
     return found
 
 
