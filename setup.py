@@ -36,7 +36,9 @@ setup(
     # torch.onnx.export(dynamo=...) (2.5), add_safe_globals (2.4), torch.compiler.is_compiling (2.3). Tested with
     # torch 2.14.1 / torchvision 0.29.1 (tools/setup_env.sh). The core needs no torchvision; the frameworks' one must
     # be the release built for the installed torch (0.20 for 2.5).
-    install_requires=["torch>=2.5", "numpy"],
+    # safetensors: .safetensors checkpoints (timm's published format) are read and written by its package, never
+    # unpickled.
+    install_requires=["torch>=2.5", "numpy", "safetensors"],
     extras_require=EXTRAS,
     entry_points={"console_scripts": ["resnest-convert-weights=resnest_backbones.convert:main"]},
 )

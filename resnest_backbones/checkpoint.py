@@ -11,7 +11,7 @@ import re
 import sys
 import urllib.error
 from dataclasses import dataclass, field
-from typing import Dict, List, Mapping, Optional, Union
+from typing import Dict, List, Mapping, Optional, Tuple, Union
 from urllib.parse import urlparse
 
 import torch
@@ -20,11 +20,14 @@ from torch import nn
 from . import safe_pickle
 from .atomic_io import atomic_write_text
 from .keymaps import to_official
+from .safetensors_io import SUFFIX as SAFETENSORS_SUFFIX
+from .safetensors_io import is_safetensors, read_safetensors
 from .variants import VARIANTS
 
 _HASHED_NAME = re.compile(r"-([a-f0-9]{6,64})\.[a-zA-Z0-9]+$")
 PRETRAINED_SCHEME = "resnest://"
 SOURCE_SUFFIX = ".source"  # beside each downloaded file: the URL it came from
+CHECKPOINT_SUFFIXES = (".pth", ".pt", ".pkl", ".pyth", ".bin", ".ckpt", ".safetensors")
 
 
 class CheckpointMismatchError(RuntimeError):
@@ -48,6 +51,11 @@ class LoadReport:
     loaded: List[str] = field(default_factory=list)
     # Keys of parts the model deliberately does not have (classifier of a backbone, stages it does not build).
     skipped: List[str] = field(default_factory=list)
+
+    def summary(self) -> str:
+        """One line: what was loaded from where, and how much was skipped."""
+        return (f"loaded {len(self.loaded)} tensors from {self.source} ({self.format} layout); skipped "
+                f"{len(self.skipped)} the model does not build (classifier, unused stages)")
 
 
 def _is_url(source: str) -> bool:
@@ -130,10 +138,19 @@ def download(url: str, cache_dir: Optional[str] = None, progress: bool = True, c
                                "was saved; retry, or download it by hand and pass the local path.") from error
         raise
     except (urllib.error.URLError, OSError, ValueError) as error:
-        raise RuntimeError(f"Could not download {url}: {error}. Check the network, or download the file and pass "
-                           "its local path instead.") from error
+        raise RuntimeError(f"Could not download {url}: {error}. Check the network, or download the file by hand "
+                           f"and {_where_by_hand(url, destination)}, or pass its local path "
+                           "instead.") from error
     atomic_write_text(destination + SOURCE_SUFFIX, url + "\n")  # after the file: a record always has its file
     return destination
+
+
+def _where_by_hand(url: str, destination: str) -> str:
+    """Where a file downloaded by hand is found by the next ``download(url)`` (``cache_path``'s rules)."""
+    match = _HASHED_NAME.search(os.path.basename(destination))
+    if match:  # found by the hash in its name
+        return f"put it at {destination} (its SHA-256 must start with {match.group(1)}, as its name says)"
+    return f"put it at {destination} and the line {url} into {destination + SOURCE_SUFFIX}"
 
 
 def _arrays_to_tensors(obj):
@@ -147,6 +164,8 @@ def _arrays_to_tensors(obj):
 
 
 def _read(path: str, allow_unsafe_pickle: bool):
+    if is_safetensors(path) or path.endswith(SAFETENSORS_SUFFIX):
+        return read_safetensors(path)  # tensors only, no unpickling at all
     unpickling = pickle if allow_unsafe_pickle else safe_pickle
     with open(path, "rb") as handle:
         if handle.read(4) == b"PK\x03\x04":  # torch.save's zip format (torch >= 1.6)
@@ -159,7 +178,8 @@ def _read(path: str, allow_unsafe_pickle: bool):
 
 
 def read_checkpoint(path: str, allow_unsafe_pickle: bool = False) -> Mapping:
-    """Read a checkpoint file as data: ``torch.save`` files (zip or legacy) and pickled ``.pkl`` weights.
+    """Read a checkpoint file as data: ``torch.save`` files (zip or legacy), pickled ``.pkl`` weights and
+    ``.safetensors`` files (read by the ``safetensors`` package, never unpickled).
 
     Unpickling is restricted (``resnest_backbones.safe_pickle``): tensors, numpy arrays, plain containers and the
     logs of mmengine training checkpoints, no other object, so nothing in the file can run code. The numpy arrays
@@ -171,11 +191,13 @@ def read_checkpoint(path: str, allow_unsafe_pickle: bool = False) -> Mapping:
             a file you trust: unpickling an object can run arbitrary code.
 
     Raises:
-        FileNotFoundError: no such file.
+        FileNotFoundError: no such file. IsADirectoryError: ``path`` is a folder.
         UnsafeCheckpointError: the file stores other objects; the message names the first one.
         NotACheckpointError: the file is not a checkpoint, or is truncated or corrupt.
     """
     path = os.fspath(path)
+    if os.path.isdir(path):
+        raise IsADirectoryError(folder_given(path))
     if not os.path.isfile(path):
         raise FileNotFoundError(f"Checkpoint file not found: {path}")
     try:
@@ -193,10 +215,22 @@ def read_checkpoint(path: str, allow_unsafe_pickle: bool = False) -> Mapping:
     with open(path, "rb") as handle:
         head = handle.read(8)
     reason = (str(cause).splitlines() or [""])[0][:200]
+    kind = "as a safetensors file" if is_safetensors(path) or path.endswith(SAFETENSORS_SUFFIX) else \
+        "neither as a torch.save file nor as a pickle"
     raise NotACheckpointError(
-        f"{path} is truncated or not a checkpoint: it reads neither as a torch.save file nor as a pickle "
-        f"({type(cause).__name__}: {reason}; {os.path.getsize(path)} bytes, starting with {head!r}). Check "
-        "the path, or download or copy the file again.") from None
+        f"{path} is truncated or not a checkpoint: it reads {kind} ({type(cause).__name__}: {reason}; "
+        f"{os.path.getsize(path)} bytes, starting with {head!r}). Check the path, or download or copy the file "
+        "again.") from None
+
+
+def folder_given(path: str, what: str = "a checkpoint") -> str:
+    """The message for a folder given where ``what`` (a file) is expected, naming the checkpoints inside it."""
+    try:
+        inside = sorted(name for name in os.listdir(path) if name.endswith(CHECKPOINT_SUFFIXES))
+    except OSError:
+        inside = []
+    listed = (f"; checkpoints in it: {', '.join(inside[:6])}" + (" ..." if len(inside) > 6 else "")) if inside else ""
+    return f"{path} is a folder, not {what} file: give the path of the file itself{listed}."
 
 
 def resolve_source(source: str, progress: bool = True) -> str:
@@ -226,6 +260,34 @@ def load_state(source: Union[str, Mapping], allow_unsafe_pickle: bool = False, p
 
 def _describe(source) -> str:
     return source if isinstance(source, str) else f"<{type(source).__name__} state dict>"
+
+
+def _mismatch_advice(state: Mapping[str, torch.Tensor], own: Mapping[str, torch.Tensor], missing: List[str],
+                     unexpected: List[str], mismatched: List[str], model: nn.Module) -> Tuple[str, str]:
+    """``(what the checkpoint is, when that explains the mismatch; what to do)`` for ``load_pretrained``'s error."""
+    statistics = any(key.endswith(".running_mean") for key in own)
+    if statistics and not any(key.endswith(".running_mean") for key in state) and \
+            any(key.endswith(".conv3.bias") for key in state):  # BN folded into biased convolutions
+        return (", from a model fused by to_fast_inference",
+                "Fused weights (BatchNorm folded into the convolutions) cannot be unfused: load the original "
+                "checkpoint into the plain model, then call resnest_backbones.fast_inference.to_fast_inference(model).")
+    if any(".conv2.conv." in key for key in own) and not any(".conv2.conv." in key or ".conv2.fc1." in key
+                                                             for key in state):
+        return (", without split-attention weights: a plain ResNet such as torchvision's",
+                "A ResNet checkpoint does not fit a ResNeSt: use ResNeSt weights (resnest_backbones.list_models() "
+                "names the published ones, e.g. create_model('resnest50', pretrained=True)).")
+    classifier = [key.split(":")[0] for key in mismatched] + missing + unexpected
+    if classifier and all(key.startswith("fc.") for key in classifier):
+        classes = getattr(model, "num_classes", "?")
+        if "fc.weight" not in state:
+            return ("", f"Only the classifier differs: the checkpoint has none, the model has num_classes={classes}. "
+                        "Create the model with num_classes=0 (the default) to load it, and put your own head on it.")
+        wanted = state["fc.weight"].shape[0]
+        return ("", f"Only the classifier differs: the checkpoint's has {wanted} classes, the model's "
+                    f"num_classes={classes}. Create the model with num_classes={wanted} to load the checkpoint whole, "
+                    "or with num_classes=0 (no classifier) to load the backbone alone and put your own head on it.")
+    return ("", "Check that the variant (depth, radix, cardinality, width, stem_width) matches the checkpoint, e.g. "
+                "create_model('resnest101') for a ResNeSt-101 file.")
 
 
 def load_pretrained(model: nn.Module, source: Union[str, Mapping], allow_unsafe_pickle: bool = False,
@@ -275,10 +337,10 @@ def load_pretrained(model: nn.Module, source: Union[str, Mapping], allow_unsafe_
         details = [f"  {len(keys)} {title}: " + ", ".join(keys[:12]) + (" ..." if len(keys) > 12 else "")
                    for title, keys in (("missing keys", missing), ("unexpected keys", unexpected),
                                        ("shape mismatches", mismatched)) if keys]
+        kind, advice = _mismatch_advice(state, own, missing, unexpected, mismatched, model)
         error = CheckpointMismatchError("\n".join(
-            [f"Checkpoint {report.source} ({fmt} format) does not fit {type(model).__name__}:", *details,
-             "Check that the variant (depth, radix, cardinality, width, stem_width) matches the checkpoint, e.g. "
-             "create_model('resnest101') for a ResNeSt-101 file."]))
+            [f"Checkpoint {report.source} ({fmt} format{kind}) does not fit {type(model).__name__}:", *details,
+             advice]))
         error.details = details  # the lists alone, for callers that phrase the fix in their own terms
         raise error
     model.load_state_dict(to_load, strict=False)

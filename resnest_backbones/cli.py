@@ -39,6 +39,33 @@ def refuse_overwriting_input(output: str, flag: str, source: str) -> None:
                          "(a tool never overwrites its input).")
 
 
+def refuse_existing_output(path: str, overwrite: bool, flag: str = "--overwrite") -> None:
+    """Raise unless the tool may write the file ``path``: a folder never, an existing file only with ``overwrite``
+    (the user's ``flag``). Tools never replace a file the user did not ask them to replace."""
+    if os.path.isdir(path):
+        raise IsADirectoryError(f"The output {path} is a folder; give the path of a file to write, e.g. "
+                                f"{os.path.join(path, 'name')}.")
+    if os.path.lexists(path) and not overwrite:
+        raise FileExistsError(f"The output {path} already exists; pass {flag} to replace it, or choose another "
+                              "path (an existing file is never replaced unasked).")
+    parent = os.path.dirname(os.path.abspath(path))
+    if os.path.exists(parent) and not os.path.isdir(parent):
+        raise NotADirectoryError(f"The output {path} cannot be written: {parent} is a file, not a folder.")
+
+
+def call_reporting_errors(main: Callable[[argparse.Namespace], Optional[int]], args: argparse.Namespace,
+                          prog: str) -> int:
+    """``main(args)``; returns its exit status, or 1 after an error printed as one message on stderr. With
+    ``args.debug`` the error propagates with its traceback."""
+    try:
+        return main(args) or 0
+    except Exception as error:  # every failure of a tool run is reported the same way; --debug for the details
+        if getattr(args, "debug", False):
+            raise
+        print(f"{prog}: error: {error_message(error)}\n(run with --debug to see the traceback)", file=sys.stderr)
+        return 1
+
+
 def run(main: Callable[[argparse.Namespace], Optional[int]], parser: argparse.ArgumentParser,
         argv: Optional[List[str]] = None) -> int:
     """Parse ``argv`` and call ``main(args)``; returns the exit status (1 after an error, printed as one message).
@@ -46,15 +73,8 @@ def run(main: Callable[[argparse.Namespace], Optional[int]], parser: argparse.Ar
     Usage errors (bad flags) stay argparse's (exit status 2). With ``--debug`` an error propagates with its
     traceback.
     """
-    args = parser.parse_args(argv)
-    try:
-        return main(args) or 0
-    except Exception as error:  # every failure of a tool run is reported the same way; --debug for the details
-        if getattr(args, "debug", False):
-            raise
-        print(f"{parser.prog}: error: {error_message(error)}\n(run with --debug to see the traceback)",
-              file=sys.stderr)
-        return 1
+    return call_reporting_errors(main, parser.parse_args(argv), parser.prog)
 
 
-__all__ = ["add_debug_option", "error_message", "refuse_overwriting_input", "run", "same_file"]
+__all__ = ["add_debug_option", "call_reporting_errors", "error_message", "refuse_existing_output",
+           "refuse_overwriting_input", "run", "same_file"]

@@ -7,6 +7,7 @@ The kill/resume faults are in tests/test_faults.py.
 """
 import functools
 import hashlib
+import json
 import os
 import pickle
 import subprocess
@@ -26,6 +27,14 @@ from resnest_backbones.checkpoint import (CheckpointMismatchError, NotACheckpoin
 from resnest_backbones.datasets import make_synthetic_dataset
 from resnest_backbones.datasets.synthetic_semantic import make_ade20k_layout, make_cityscapes_layout
 from resnest_backbones.fast_inference import FastInferenceError, is_fast_inference, to_fast_inference
+from resnest_backbones.apps.detectron2_guards import IncompleteWeightsError
+from resnest_backbones.datasets.manifest import UnsafeRecordError
+from resnest_backbones.detectron2.resume import ResumeMismatchError
+from resnest_backbones.ownership import OutputInUseError, acquire_run_lock, host_name, process_start_time
+from trust_situations import (checkpoint_unchanged, dataset_with_record_entry, detector_checkpoint, eval_only_load,
+                              held_by_a_live_run, held_on_another_host, lock_unchanged, notes_intact,
+                              record_points_to, resume_after_change, root_is_a_file, unreachable_url, victim_intact,
+                              write_lock)
 
 
 # ---------------------------------------------------------------- inputs
@@ -203,6 +212,29 @@ def _d2_synthetic_root(tmp: Path):
     register_synthetic_datasets(_d2_cfg("DATASETS.SYNTHETIC.ROOT", str(_user_folder(tmp))))
 
 
+def _synthetic(root: Path, num_train: str) -> List[str]:
+    return ["DATASETS.SYNTHETIC.ROOT", str(root), "DATASETS.SYNTHETIC.NUM_TRAIN", num_train,
+            "DATASETS.SYNTHETIC.NUM_VAL", "1", "DATASETS.SYNTHETIC.IMAGE_SIZE", "32"]
+
+
+def _d2_bad_record(tmp: Path):
+    from resnest_backbones.apps.detectron2_data import register_synthetic_datasets
+    root = dataset_with_record_entry(tmp, "../victim/precious.txt")
+    register_synthetic_datasets(_d2_cfg(*_synthetic(root, "3")))
+
+
+def _d2_changed_dataset(tmp: Path):
+    """The dataset folder was made with 2 training images; the config asks for 3."""
+    from resnest_backbones.apps.detectron2_data import register_synthetic_datasets
+    make_synthetic_dataset(str(tmp / "shapes"), 2, 1, 32)
+    register_synthetic_datasets(_d2_cfg(*_synthetic(tmp / "shapes", "3")))
+
+
+def _d2_resume_outside(tmp: Path):
+    torch.save({"model": {}, "iteration": 0}, tmp / "elsewhere.pth")
+    _d2_resume(b"../elsewhere.pth")(tmp)
+
+
 # ---------------------------------------------------------------- OpenMMLab inputs
 def _mm(**arguments):
     def call(tmp):
@@ -228,6 +260,32 @@ def _mm_init(source_of):
     return call
 
 
+def _mm_held_work_dir(tmp: Path):
+    from resnest_backbones.openmmlab.runner import hold_work_dir
+    return held_by_a_live_run(hold_work_dir)(tmp)
+
+
+# ---------------------------------------------------------------- safetensors
+def _evil_safetensors(tmp: Path) -> str:
+    """A pickle that runs code, named like a safetensors file."""
+    path = tmp / "evil.safetensors"
+    path.write_bytes(pickle.dumps(_RunsCode(_marker(tmp))))
+    return str(path)
+
+
+def _truncated_safetensors(tmp: Path) -> str:
+    from safetensors.torch import save_file
+    path = tmp / "truncated.safetensors"
+    save_file(rb.create_model("resnest14").state_dict(), str(path))
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    return str(path)
+
+
+def torchvision_resnet50():
+    import torchvision
+    return torchvision.models.resnet50()
+
+
 # ---------------------------------------------------------------- the table
 @dataclass
 class Case:
@@ -236,6 +294,7 @@ class Case:
     error: type
     fragment: str
     after: Optional[Callable[[Path], None]] = None
+    absent: str = "\0"  # a text the message must not contain
 
 
 CASES: List[Case] = [
@@ -332,7 +391,7 @@ CASES: List[Case] = [
          FileExistsError, "num_train 2 -> 3", _user_notes_intact),
     Case("a planned file is the user's", _planned_name_taken, FileExistsError, "did not make (e.g. images/val/"),
     Case("maker argument", lambda t: make_synthetic_dataset(str(t / "x"), 2, 1, 0), ValueError,
-         "image_size must be an integer >= 16"),
+         "image_size must be an integer in [16, 4096]"),
     # detectron2: config keys named, MODEL.WEIGHTS read safely, last_checkpoint explained
     Case("MODEL.RESNEST.RADIX -1", _d2_build("MODEL.RESNEST.RADIX", "-1"), ValueError,
          "MODEL.RESNEST.RADIX: radix must be an integer >= 0"),
@@ -390,6 +449,75 @@ CASES: List[Case] = [
     Case("mmdet init_cfg with code", _mm_init(_evil_pth), UnsafeCheckpointError, "needs unsafe unpickling",
          _no_code_ran),
     Case("mmdet init_cfg random bytes", _mm_init(_random_bytes), NotACheckpointError, "not a checkpoint"),
+    # ---- issue 19 (1): a dataset record is untrusted input: its paths stay inside the folder, clean-up never
+    # climbs out. Before: the user's file was deleted and emptied folders above the dataset removed.
+    Case("record: a ../ path", record_points_to(lambda t: "../victim/precious.txt"), UnsafeRecordError,
+         "lists '../victim/precious.txt', which is not a file inside", victim_intact),
+    Case("record: an absolute path", record_points_to(lambda t: str(t / "victim" / "precious.txt")),
+         UnsafeRecordError, "victim/precious.txt', which is not a file inside", victim_intact),
+    Case("record: a path through a link out", record_points_to(lambda t: "images/out/precious.txt"),
+         UnsafeRecordError, "lists 'images/out/precious.txt'", victim_intact),
+    Case("record: clean-up would climb out", record_points_to(lambda t: "../victim/empty/gone.png"),
+         UnsafeRecordError, "lists '../victim/empty/gone.png'", victim_intact),
+    Case("record: through DATASETS.SYNTHETIC.ROOT", _d2_bad_record, UnsafeRecordError, "DATASETS.SYNTHETIC.ROOT: ",
+         victim_intact),
+    Case("dataset root is a file", lambda t: make_synthetic_dataset(root_is_a_file(t), 2, 1, 32), NotADirectoryError,
+         "notes.txt is a file, not a folder", notes_intact),
+    Case("last_checkpoint names a file outside OUTPUT_DIR", _d2_resume_outside, FileNotFoundError,
+         "names '../elsewhere.pth', which is not a file in"),
+    # (2) one live run per output folder. Before: two runs wrote into one folder and both exited 0.
+    Case("OUTPUT_DIR held by a live run", held_by_a_live_run(), OutputInUseError,
+         "is in use by another run (pid", lock_unchanged),
+    Case("OUTPUT_DIR held by a run on another host", held_on_another_host, OutputInUseError,
+         "if that run has ended (it ran on another machine), delete", lock_unchanged),
+    Case("OUTPUT_DIR is a file", lambda t: acquire_run_lock(root_is_a_file(t), "OUTPUT_DIR"), NotADirectoryError,
+         "OUTPUT_DIR " , notes_intact),
+    Case("mmengine --work-dir held by a live run", _mm_held_work_dir, OutputInUseError,
+         "--work-dir ", lock_unchanged),
+    # (3) --eval-only evaluates trained weights only. Before: AP of random blocks or heads, exit status 0.
+    Case("--eval-only: another variant's detector", eval_only_load(lambda t: str(detector_checkpoint(t)),
+                                                                   "MODEL.RESNEST.VARIANT", "resnest26"),
+         IncompleteWeightsError, "at their random initialisation: backbone.bottom_up.layer1 ("),
+    Case("--eval-only: backbone-only weights", eval_only_load(lambda t: str(detector_checkpoint(t,
+                                                                                                backbone_only=True))),
+         IncompleteWeightsError, "(it holds the backbone only): backbone.fpn_lateral ("),
+    Case("--eval-only: no weights", eval_only_load(lambda t: ""), IncompleteWeightsError,
+         "none were loaded (MODEL.WEIGHTS is empty"),
+    # (8) an offline download names the cache path to fill by hand. Before: "download it and pass its path".
+    Case("download fails: hash-named file", unreachable_url("w-0123abcd.pth"), RuntimeError,
+         "hub/checkpoints/w-0123abcd.pth (its SHA-256 must start with 0123abcd"),
+    Case("download fails: plain file name", unreachable_url("w.pth"), RuntimeError,
+         "hub/checkpoints/w.pth.source"),
+    # (9) safetensors are never unpickled.
+    Case("a code pickle named .safetensors", _load(_evil_safetensors), NotACheckpointError,
+         "is truncated or not a checkpoint", _no_code_ran),
+    Case("truncated .safetensors", _load(_truncated_safetensors), NotACheckpointError,
+         "is truncated or not a checkpoint"),
+    # (10) a folder where a file belongs. Before: "not found".
+    Case("a folder as the checkpoint", _load(lambda t: str(_official_file(t).parent)), IsADirectoryError,
+         "is a folder, not a checkpoint file: give the path of the file itself; checkpoints in it: resnest14.pth"),
+    Case("a folder as MODEL.WEIGHTS", _d2_load(lambda t: str(t)), IsADirectoryError,
+         "MODEL.WEIGHTS " ),
+    # (12) mismatches say what the checkpoint is. Before: "check the variant" / "(official format)".
+    Case("1000-class checkpoint into num_classes=10",
+         lambda t: rb.load_pretrained(rb.create_model("resnest14", num_classes=10),
+                                      rb.create_model("resnest14", num_classes=1000).state_dict()),
+         CheckpointMismatchError, "checkpoint's has 1000 classes, the model's num_classes=10"),
+    Case("torchvision ResNet-50 weights",
+         lambda t: rb.load_pretrained(rb.create_model("resnest50"), torchvision_resnet50().state_dict()),
+         CheckpointMismatchError, "without split-attention weights: a plain ResNet such as torchvision's"),
+    Case("fused (to_fast_inference) weights into a plain model",
+         lambda t: rb.load_pretrained(rb.create_model("resnest14"), _fused().state_dict()),
+         CheckpointMismatchError, "from a model fused by to_fast_inference"),
+    # (13) --resume after a config change. Before: torch's parameter-group error, or KeyError 'momentum' later.
+    Case("--resume after a variant change", resume_after_change("resnest26", torch.optim.AdamW), ResumeMismatchError,
+         "holds a run made with another config (it leaves", checkpoint_unchanged),
+    Case("--resume after an optimizer change", resume_after_change("resnest14", torch.optim.SGD),
+         ResumeMismatchError, "saved by another optimizer", checkpoint_unchanged),
+    # (14) the dataset-changed message in train_net.py's terms. Before: it suggested --overwrite, which train_net.py
+    # does not have.
+    Case("synthetic dataset changed (detectron2)", _d2_changed_dataset, FileExistsError,
+         "DATASETS.SYNTHETIC.NUM_TRAIN 3 (that folder has 2)", absent="overwrite=True"),
 ]
 
 
@@ -397,7 +525,7 @@ CASES: List[Case] = [
 def test_bad_input_is_refused_clearly(case: Case, tmp_path):
     with pytest.raises(case.error) as raised:
         case.call(tmp_path)
-    assert case.fragment in str(raised.value), str(raised.value)
+    assert case.fragment in str(raised.value) and case.absent not in str(raised.value), str(raised.value)
     if case.error is NotACheckpointError:  # garbage must not send the user towards unsafe loading
         assert "allow_unsafe_pickle" not in str(raised.value)
     if case.after is not None:
@@ -421,6 +549,37 @@ def _symlink_to_input(tmp: Path) -> List:
     source = _official_file(tmp)
     (tmp / "link.pth").symlink_to(source)
     return [source, tmp / "link.pth", "--to", "openmmlab"]
+
+
+D2_QUICKSTART = "configs/detectron2/quickstart_mask_rcnn_s14_synthetic.yaml"
+D2_LAZY_QUICKSTART = "configs/detectron2/lazy/quickstart_mask_rcnn_s14_synthetic.py"
+
+
+def _existing(tmp: Path, name: str) -> Path:
+    """A user's file where a tool would write."""
+    path = tmp / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("the user's file")
+    return path
+
+
+def _malformed_yaml(tmp: Path) -> Path:
+    path = tmp / "bad.yaml"
+    path.write_text("MODEL:\n  RESNEST:\n VARIANT: [resnest14\n")
+    return path
+
+
+def _d2_args(tmp: Path, flags=(), opts=()) -> List:
+    """train_net.py on the quick-start config with a tiny dataset in ``tmp``; ``flags`` before the overrides."""
+    return ["--config-file", D2_QUICKSTART, *flags, "OUTPUT_DIR", tmp / "out", "DATASETS.SYNTHETIC.ROOT",
+            tmp / "data", "DATASETS.SYNTHETIC.NUM_TRAIN", "2", "DATASETS.SYNTHETIC.NUM_VAL", "1",
+            "DATASETS.SYNTHETIC.IMAGE_SIZE", "32", *opts]
+
+
+def _live_lock(tmp: Path) -> Path:
+    """An output folder whose run lock names a live process (this test's parent)."""
+    write_lock(tmp / "held", os.getppid(), host_name(), process_start_time(os.getppid()))
+    return tmp / "held"
 
 
 @dataclass
@@ -458,6 +617,65 @@ TOOL_CASES = [
     ToolCase("make_synthetic_segmentation: user folder", "make_synthetic_segmentation.py",
              lambda t: ["--layout", "ade20k", "--root", _user_folder(t), "--num-train", "1", "--num-val", "1"],
              "nothing in it is deleted or overwritten"),
+    # ---- issue 19 (6): an existing file is never replaced unasked (the check of unchanged inputs covers it).
+    # Before: replaced.
+    ToolCase("convert: output exists", "convert_weights.py",
+             lambda t: [_official_file(t), _existing(t, "mine.pth"), "--to", "openmmlab"],
+             "mine.pth already exists; pass --overwrite to replace it"),
+    ToolCase("export: --out exists", "export.py",
+             lambda t: ["resnest14", "--format", "torchscript", "--out", _existing(t, "notes.txt")],
+             "notes.txt already exists; pass --overwrite"),
+    ToolCase("export_detectron2: --output holds a model.ts", "export_detectron2.py",
+             lambda t: ["--config-file", D2_QUICKSTART, "--export-method", "tracing", "--output",
+                        _existing(t, "exported/model.ts").parent], "model.ts already exists; pass --overwrite"),
+    # (10) a folder where a file belongs. Before: an error about a temporary file / inline_container.cc.
+    ToolCase("convert: output is a folder", "convert_weights.py", lambda t: [_official_file(t), t, "--to", "official"],
+             "is a folder; give the path of a file"),
+    ToolCase("export: --out is a folder", "export.py", lambda t: ["resnest14", "--format", "onnx", "--out", t],
+             "is a folder; give the path of a file"),
+    # (14) sizes and flags. Before: a 46-line error and 361 lines of graph; an attempt to allocate 224 GiB.
+    ToolCase("export: --size 0", "export.py", lambda t: ["resnest14", "--format", "onnx", "--out", t / "x.onnx",
+                                                         "--size", "0"], "--size 0 is out of range"),
+    ToolCase("export: --opset 5", "export.py", lambda t: ["resnest14", "--format", "onnx", "--out", t / "x.onnx",
+                                                          "--opset", "5"], "--opset 5 is out of range"),
+    ToolCase("make_synthetic_dataset: --image-size 100000", "make_synthetic_dataset.py",
+             lambda t: [t / "d", "--image-size", "100000"], "image_size must be an integer in [16, 4096]"),
+    ToolCase("make_synthetic_segmentation: --image-size 100000", "make_synthetic_segmentation.py",
+             lambda t: ["--layout", "ade20k", "--root", t / "d", "--image-size", "100000", "100000"],
+             "each an integer in [32, 4096]"),
+    # (7) train_net.py, lazyconfig_train_net.py and export_detectron2.py: one message. Before: a traceback.
+    ToolCase("train_net: missing --config-file", "train_net.py", lambda t: ["--config-file", t / "nope.yaml"],
+             "is neither a file nor a shipped config"),
+    ToolCase("train_net: malformed yaml", "train_net.py", lambda t: ["--config-file", _malformed_yaml(t)],
+             "is not valid YAML at line 3, column 2"),
+    ToolCase("train_net: misspelt key", "train_net.py", lambda t: _d2_args(t, opts=["MODEL.RESNEST.RADX", "2"]),
+             "Did you mean MODEL.RESNEST.RADIX"),
+    ToolCase("train_net: OUTPUT_DIR is a file", "train_net.py",
+             lambda t: _d2_args(t, opts=["OUTPUT_DIR", _existing(t, "out.txt")]), "out.txt is a file, not a folder"),
+    ToolCase("train_net: DATASETS.SYNTHETIC.ROOT is a file", "train_net.py",
+             lambda t: _d2_args(t, opts=["DATASETS.SYNTHETIC.ROOT", _existing(t, "data.txt")]),
+             "DATASETS.SYNTHETIC.ROOT " ),
+    ToolCase("train_net: MODEL.WEIGHTS missing", "train_net.py",
+             lambda t: _d2_args(t, ["--eval-only"], ["MODEL.WEIGHTS", t / "nope.pth"]),
+             "MODEL.WEIGHTS " ),
+    ToolCase("train_net: MODEL.WEIGHTS is a folder", "train_net.py",
+             lambda t: _d2_args(t, ["--eval-only"], ["MODEL.WEIGHTS", t]), "is a folder, not a checkpoint file"),
+    ToolCase("train_net: --eval-only without weights", "train_net.py", lambda t: _d2_args(t, ["--eval-only"]),
+             "pass --allow-partial-weights to evaluate anyway"),
+    ToolCase("train_net: OUTPUT_DIR held by a live run", "train_net.py",
+             lambda t: _d2_args(t, opts=["OUTPUT_DIR", _live_lock(t)]), "is in use by another run"),
+    ToolCase("lazyconfig_train_net: missing --config-file", "lazyconfig_train_net.py",
+             lambda t: ["--config-file", t / "nope.py"], "is neither a file nor a shipped config"),
+    ToolCase("lazyconfig_train_net: train.output_dir held by a live run", "lazyconfig_train_net.py",
+             lambda t: ["--config-file", D2_LAZY_QUICKSTART, f"train.output_dir={_live_lock(t)}"],
+             "train.output_dir "),
+    ToolCase("lazyconfig_train_net: --eval-only without weights", "lazyconfig_train_net.py",
+             lambda t: ["--config-file", D2_LAZY_QUICKSTART, "--eval-only", f"train.output_dir={t / 'out'}",
+                        f"synthetic.root={t / 'data'}", "synthetic.num_train=2", "synthetic.num_val=1",
+                        "synthetic.image_size=32"], "none were loaded (train.init_checkpoint is empty"),
+    ToolCase("export_detectron2: --sample-image is not an image", "export_detectron2.py",
+             lambda t: ["--config-file", D2_QUICKSTART, "--export-method", "tracing", "--output", t / "exported",
+                        "--sample-image", _existing(t, "notes.png")], "is not an image detectron2 can read"),
 ]
 
 
@@ -595,3 +813,121 @@ def test_checkpoint_hashes_are_verified_before_reuse(tmp_path, hub_cache):
     assert cache_path(f"http://host/{name}", str(cache)) == str(cache / name)  # verified: torch.hub's place
     (cache / "x-00000000.pth").write_bytes(payload)  # wrong hash: another URL's place
     assert cache_path("http://host/x-00000000.pth", str(cache)) != str(cache / "x-00000000.pth")
+
+
+# ---------------------------------------------------------------- issue 19: what must work
+def test_safetensors_load_through_every_route(tmp_path, monkeypatch):
+    """A timm-layout .safetensors file: load_pretrained, create_model(pretrained=), MODEL.WEIGHTS (backbone and whole
+    detector), init_cfg; never through torch.load or pickle. Before: "truncated or not a checkpoint"."""
+    from detectron2.modeling import build_model
+    from safetensors.torch import save_file
+
+    import resnest_backbones.detectron2 as rd2
+    from resnest_backbones.openmmlab.mmdet import ResNeStBackbone
+    torch.manual_seed(5)
+    source = rb.create_model("resnest14", num_classes=1000)
+    save_file(source.state_dict(), str(tmp_path / "timm.safetensors"))
+    detector = build_model(_d2_cfg())
+    save_file(detector.state_dict(), str(tmp_path / "detector.safetensors"))
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("a .safetensors file went through torch.load / pickle")
+    monkeypatch.setattr(torch, "load", refuse)
+    monkeypatch.setattr(pickle, "load", refuse)
+    backbone = rb.create_model("resnest14")
+    assert rb.load_pretrained(backbone, str(tmp_path / "timm.safetensors")).skipped == ["fc.bias", "fc.weight"]
+    assert _same_weights(rb.create_model("resnest14", pretrained=str(tmp_path / "timm.safetensors"),
+                                         num_classes=1000), source)
+    model = build_model(_d2_cfg())
+    rd2.ResNeStCheckpointer(model).load(str(tmp_path / "timm.safetensors"))
+    assert all(torch.equal(v, model.state_dict()["backbone.bottom_up." + k]) for k, v in backbone.state_dict().items())
+    rd2.ResNeStCheckpointer(model).load(str(tmp_path / "detector.safetensors"))
+    assert _same_weights(model, detector)
+    mm = ResNeStBackbone(variant="resnest14", init_cfg=dict(type="Pretrained",
+                                                            checkpoint=str(tmp_path / "timm.safetensors")))
+    mm.init_weights()
+    assert all(torch.equal(v, mm.state_dict()[k]) for k, v in backbone.state_dict().items())
+
+
+def test_open_mmlab_name_of_a_safetensors_url_loads(tmp_path, hub_cache, monkeypatch):
+    from safetensors.torch import save_file
+
+    from resnest_backbones.openmmlab.weights import resolve_openmmlab
+    served = tmp_path / "served"
+    served.mkdir()
+    source = rb.create_model("resnest14")
+    save_file(source.state_dict(), str(served / "resnest14.safetensors"))
+    home = tmp_path / "mmengine_home"
+    home.mkdir()
+    with serve_directory(served) as base:
+        (home / "open_mmlab.json").write_text(f'{{"resnest14_st": "{base}/resnest14.safetensors"}}')
+        monkeypatch.setenv("MMENGINE_HOME", str(home))
+        target = rb.create_model("resnest14")
+        rb.load_pretrained(target, resolve_openmmlab("open-mmlab://resnest14_st"))
+    assert _same_weights(target, source)
+
+
+@pytest.mark.parametrize("target", ["official", "openmmlab", "detectron2"])
+def test_convert_weights_reads_and_writes_safetensors(tmp_path, target):
+    """convert_weights.py: .pth -> .safetensors (the layout kept in its key names), .safetensors -> .pth, both
+    loading back to the same weights; an existing output only with --overwrite."""
+    source = _official_file(tmp_path)
+    out = tmp_path / f"{target}.safetensors"
+    result = _tool("convert_weights.py", source, out, "--to", target)
+    assert result.returncode == 0 and f"saved {out}" in result.stdout, result.stderr
+    back = tmp_path / "back.pth"
+    result = _tool("convert_weights.py", out, back, "--to", "official")
+    assert result.returncode == 0 and f"{target} -> official" in result.stdout, result.stderr
+    for path in (out, back):
+        assert _same_weights(rb.create_model("resnest14", pretrained=str(path)), rb.create_model(
+            "resnest14", pretrained=str(source)))
+    before = back.read_bytes()
+    assert _tool("convert_weights.py", out, back, "--to", "openmmlab").returncode == 1 and back.read_bytes() == before
+    assert _tool("convert_weights.py", out, back, "--to", "openmmlab", "--overwrite").returncode == 0
+    assert back.read_bytes() != before
+
+
+def test_killed_writers_temporary_files_are_removed_at_the_next_save(tmp_path):
+    """Before: a save killed midway left a hidden temporary file that nothing removed."""
+    from resnest_backbones.atomic_io import atomic_save, temporary_name
+    from trust_situations import dead_pid
+    target = tmp_path / "model_final.pth"
+    killed = Path(temporary_name(str(target)).replace(f".{os.getpid()}-", f".{dead_pid()}-"))
+    killed.write_bytes(b"half a checkpoint")
+    live = Path(temporary_name(str(target)))  # a write in progress in this (running) process
+    live.write_bytes(b"being written")
+    legacy = tmp_path / ".model_0000009.pth.0123abcd.tmp"  # written by a version without the pid in the name
+    legacy.write_bytes(b"old")
+    os.utime(legacy, (0, 0))
+    recent_legacy = tmp_path / ".model_0000019.pth.0123abcd.tmp"
+    recent_legacy.write_bytes(b"maybe being written")
+    mine = tmp_path / ".notes.tmp"
+    mine.write_text("the user's file")
+    atomic_save({"x": torch.ones(1)}, str(tmp_path / "model_0000001.pth"))
+    assert not killed.exists() and not legacy.exists()
+    assert live.exists() and recent_legacy.exists() and mine.read_text() == "the user's file"
+
+
+def test_an_ended_runs_lock_is_taken_over_and_released(tmp_path):
+    """A run killed on this host leaves its lock; the next run takes it over (and says so), nests, and releases."""
+    from trust_situations import dead_pid, write_lock
+    from resnest_backbones.ownership import LOCK_NAME, release_run_lock
+    write_lock(tmp_path / "out", dead_pid(), host_name())
+    lock = acquire_run_lock(str(tmp_path / "out"))
+    assert "took over the lock of a run that is no longer running" in lock.describe_takeover()
+    assert json.loads((tmp_path / "out" / LOCK_NAME).read_text())["pid"] == os.getpid()
+    assert acquire_run_lock(str(tmp_path / "out")) is lock  # the same process again: nested, not refused
+    lock.release()
+    assert (tmp_path / "out" / LOCK_NAME).exists()
+    release_run_lock(str(tmp_path / "out"))
+    assert not (tmp_path / "out" / LOCK_NAME).exists()  # the folder is free (--resume of a finished run included)
+    acquire_run_lock(str(tmp_path / "out")).release()
+
+
+def test_export_with_weights_prints_one_line(tmp_path):
+    """Before: the whole 150-key load report on stdout."""
+    result = _tool("export.py", "resnest14", "--format", "torchscript", "--out", tmp_path / "x.pt", "--size", "64",
+                   "--weights", _official_file(tmp_path))
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.strip().splitlines()
+    assert len(lines) == 2 and lines[0].startswith("loaded ") and "conv1.0.weight" not in result.stdout, lines

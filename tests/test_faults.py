@@ -17,6 +17,7 @@ Tolerance for "the same weights": max absolute difference 1e-6 (the runs are bit
 margin covers CPU kernels that may pick another reduction order on another machine).
 """
 import glob
+import json
 import os
 import random
 import shutil
@@ -58,16 +59,22 @@ def _max_difference(a, b) -> float:
 
 
 # ---------------------------------------------------------------- detectron2 (tools/train_net.py's trainer)
-def _d2(output, data, *args, env=None, killed=False):
+def _d2_command(output, data, *args, tool=ROOT / "tests" / "fault_train_net.py", **changes):
+    """The training command (``fault_train_net.py``, or ``tools/train_net.py``); ``changes``: overridden keys, as
+    ``MODEL__RESNEST__VARIANT="resnest26"``."""
     options = ["MODEL.MASK_ON", "False", "MODEL.RESNEST.BASE_WIDTH", "16", "MODEL.FPN.OUT_CHANNELS", "32",
                "MODEL.ROI_BOX_HEAD.FC_DIM", "64", "DATASETS.SYNTHETIC.ROOT", data, "DATASETS.SYNTHETIC.NUM_TRAIN", "8",
                "DATASETS.SYNTHETIC.NUM_VAL", "2", "DATASETS.SYNTHETIC.IMAGE_SIZE", "64", "DATASETS.TEST", "()",
                "INPUT.MIN_SIZE_TRAIN", "(64,)", "INPUT.MAX_SIZE_TRAIN", "64", "SOLVER.IMS_PER_BATCH", "2",
                "SOLVER.MAX_ITER", str(MAX_ITER), "SOLVER.WARMUP_ITERS", "1", "SOLVER.CHECKPOINT_PERIOD", str(PERIOD),
                "DATALOADER.NUM_WORKERS", "0", "SEED", "7", "TEST.VIS_IMAGES", "0", "OUTPUT_DIR", output]
-    return _run([sys.executable, ROOT / "tests" / "fault_train_net.py", "--config-file",
-                 ROOT / "configs" / "detectron2" / "quickstart_mask_rcnn_s14_synthetic.yaml", *args, *options],
-                env, killed)
+    options += [str(item) for key, value in changes.items() for item in (key.replace("__", "."), value)]
+    return [sys.executable, tool, "--config-file", ROOT / "configs" / "detectron2" /
+            "quickstart_mask_rcnn_s14_synthetic.yaml", *args, *options]
+
+
+def _d2(output, data, *args, env=None, killed=False):
+    return _run(_d2_command(output, data, *args), env, killed)
 
 
 def _d2_name(done: int) -> str:
@@ -93,6 +100,8 @@ def d2_reference(tmp_path_factory):
 def _check_d2_resume(killed, data, reference_final):
     log = _d2(killed, data, "--resume")
     assert f"Starting training from iteration {PERIOD}" in log  # nothing older, nothing partial
+    assert "took over the lock of a run that is no longer running" in log  # the killed run's lock
+    assert not list(killed.glob(".*.tmp")), "a killed save's temporary file was left behind"
     final = read_checkpoint(killed / "model_final.pth")
     assert final["iteration"] == MAX_ITER - 1
     assert _max_difference(final["model"], reference_final) <= TOLERANCE
@@ -115,9 +124,57 @@ def test_detectron2_killed_inside_a_checkpoint_write_resumes(d2_reference, tmp_p
     _d2(killed, data, env={"RESNEST_FAULT_KILL_IN_SAVE_AT": str(KILL_IN_SAVE)}, killed=True)
     assert (killed / "last_checkpoint").read_text() == _d2_name(PERIOD)
     assert not (killed / _d2_name(KILL_IN_SAVE)).exists()  # the partial write stayed under a temporary name
+    assert list(killed.glob(".*.tmp")), "the kill did not happen inside a save"
     for path in glob.glob(str(killed / "*.pth")):  # every visible checkpoint is complete
         read_checkpoint(path)
     _check_d2_resume(killed, data, reference_final)
+
+
+# ---------------------------------------------------------------- detectron2: one run per folder, resume checks
+def _files(folder):
+    return {p.relative_to(folder): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
+
+
+def test_two_detectron2_trainings_started_at_once_into_one_folder(d2_reference, tmp_path):
+    """Before: both ran, both exited 0, and the folder held a mix of the two. Now one holds OUTPUT_DIR, the other
+    refuses before writing anything, and the folder is exactly what one uninterrupted run leaves."""
+    data, full, _ = d2_reference
+    shared = tmp_path / "shared"
+    command = _d2_command(shared, data, tool=ROOT / "tools" / "train_net.py")
+    runs = [subprocess.Popen([str(c) for c in command], cwd=str(ROOT), stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True, env={**os.environ, **ENV}) for _ in range(2)]
+    outputs = [run.communicate(timeout=900) for run in runs]
+    codes = sorted(run.returncode for run in runs)
+    assert codes == [0, 1], [out[1][-3000:] for out in outputs]
+    refused = outputs[[run.returncode for run in runs].index(1)][1]
+    assert "is in use by another run" in refused and "Traceback" not in refused, refused[-3000:]
+    final = read_checkpoint(shared / "model_final.pth")
+    assert final["iteration"] == MAX_ITER - 1
+    assert _max_difference(final["model"], read_checkpoint(full / "model_final.pth")["model"]) <= TOLERANCE
+    log = (shared / "log.txt").read_text()
+    assert log.count("Starting training from iteration 0") == 1 and log.count("Full config saved to") == 1
+    assert not (shared / "run.lock").exists()  # released at the end
+
+
+@pytest.mark.parametrize("change,fragment", [
+    (dict(MODEL__RESNEST__VARIANT="resnest26"), "MODEL.RESNEST.VARIANT 'resnest14' -> 'resnest26'"),
+    (dict(SOLVER__OPTIMIZER="SGD"), "saved by another optimizer"),
+])
+def test_detectron2_resume_with_another_config_is_refused(d2_reference, tmp_path, change, fragment):
+    """Before: torch's "parameter group that doesn't match", or KeyError 'momentum' at the first step. Now one
+    message that the folder holds a run of another config, what changed, and the folder as it was."""
+    data, full, _ = d2_reference
+    run = tmp_path / "run"
+    shutil.copytree(full, run)
+    before = {name: data for name, data in _files(run).items() if name.name != "log.txt"}
+    result = subprocess.run([str(c) for c in _d2_command(run, data, "--resume", tool=ROOT / "tools" / "train_net.py",
+                                                         **change)],
+                            cwd=str(ROOT), capture_output=True, text=True, timeout=900, env={**os.environ, **ENV})
+    assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr[-3000:]
+    for expected in ("holds a run made with another config", "Changed since that run:", fragment):
+        assert expected in result.stderr, result.stderr[-3000:]
+    after = _files(run)
+    assert all(after.get(name) == data for name, data in before.items()), "a file of the run was changed"
 
 
 # ---------------------------------------------------------------- mmengine (mim train mmdet)
@@ -154,6 +211,8 @@ def _last_checkpoint(work_dir) -> str:
 def _check_mm_resume(killed, data, reference_final):
     log = _mim(killed, data, "--resume")
     assert f"resumed epoch: 0, iter: {PERIOD}" in log
+    assert "took over the lock of a run that is no longer running" in log  # the killed run's lock
+    assert not list(killed.glob(".*.tmp")), "a killed save's temporary file was left behind"
     assert _last_checkpoint(killed) == f"iter_{MAX_ITER}.pth"
     assert _max_difference(_weights(killed / f"iter_{MAX_ITER}.pth"), reference_final) <= TOLERANCE
 
@@ -175,9 +234,28 @@ def test_mmengine_killed_inside_a_checkpoint_write_resumes(mm_reference, tmp_pat
     killed = tmp_path / "killed"
     _mim(killed, data, env={"RESNEST_FAULT_KILL_IN_SAVE_AT": str(KILL_IN_SAVE)}, killed=True)
     assert _last_checkpoint(killed) == f"iter_{PERIOD}.pth"
-    assert not (killed / f"iter_{KILL_IN_SAVE}.pth").exists()
+    assert not (killed / f"iter_{KILL_IN_SAVE}.pth").exists()  # (mmengine pickles into memory before the file)
     read_checkpoint(killed / f"iter_{PERIOD}.pth")  # complete
     _check_mm_resume(killed, data, reference_final)
+
+
+def test_mmengine_training_into_a_held_work_dir_is_refused(mm_reference, tmp_path):
+    """SafeRunner (the quick-start configs' runner) holds the work dir while it trains: a second training into the
+    work dir of a live one refuses before it writes there (no config dump, no checkpoint)."""
+    from resnest_backbones.ownership import LOCK_NAME, host_name, process_start_time
+    data, full, _ = mm_reference
+    held = tmp_path / "held"
+    held.mkdir()
+    record = {"pid": os.getpid(), "host": host_name(), "started": process_start_time(os.getpid()),
+              "token": "t" * 32, "since": "2026-12-01T10:00:00", "command": "mim train mmdet x.py"}
+    (held / LOCK_NAME).write_text(json.dumps(record))  # this test's process: running
+    result = subprocess.run([sys.executable, "-m", "mim", "train", "mmdet", MM_CONFIG, "--work-dir", held],
+                            cwd=str(ROOT), capture_output=True, text=True, timeout=900,
+                            env={**os.environ, **ENV, "RESNEST_SHAPES_ROOT": f"{data}/"})
+    output = result.stdout + result.stderr
+    assert result.returncode != 0 and "--work-dir" in output and "is in use by another run" in output, output[-3000:]
+    assert json.loads((held / LOCK_NAME).read_text()) == record
+    assert not list(held.glob("*.pth")) and not list(held.glob("*.py")) and not (held / "last_checkpoint").exists()
 
 
 def test_detectron2_checkpointer_loads_a_mim_train_checkpoint(mm_reference):

@@ -17,7 +17,10 @@ import torch  # noqa: E402
 import resnest_backbones as rb  # noqa: E402
 from resnest_backbones import export  # noqa: E402
 from resnest_backbones.checkpoint import resolve_source  # noqa: E402
-from resnest_backbones.cli import add_debug_option, refuse_overwriting_input, run  # noqa: E402
+from resnest_backbones.cli import add_debug_option, refuse_existing_output, refuse_overwriting_input, run  # noqa: E402
+
+SIZES = (32, 4096)  # tracing input side: below the stride, res5 is empty; a 4096 px trace already takes gigabytes
+OPSETS = (10, 20)  # 9 cannot express the stem's ceil-mode pooling; 20 is the TorchScript exporter's newest
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -31,17 +34,32 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--num-classes", type=int, default=0, help="build the classification head (needed to "
                         "load a full ImageNet checkpoint)")
     parser.add_argument("--head", action="store_true", help="export the logits instead of res2..res5")
-    parser.add_argument("--size", type=int, default=224, help="side of the square tracing input")
-    parser.add_argument("--opset", type=int, default=17)
+    parser.add_argument("--size", type=int, default=224,
+                        help=f"side of the square tracing input, in [{SIZES[0]}, {SIZES[1]}] (the exported model "
+                             "takes other sizes too)")
+    parser.add_argument("--opset", type=int, default=17, help=f"ONNX opset, in [{OPSETS[0]}, {OPSETS[1]}]")
+    parser.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
     return add_debug_option(parser)
 
 
+def check_arguments(args) -> None:
+    """The numbers argparse cannot check, named as flags (before anything is built or written)."""
+    for flag, value, (low, high), why in (("--size", args.size, SIZES, "at least the network's stride, 32"),
+                                          ("--opset", args.opset, OPSETS, "the opsets the TorchScript-based ONNX "
+                                                                          "exporter writes this model with")):
+        if not low <= value <= high:
+            raise ValueError(f"{flag} {value} is out of range: give an integer in [{low}, {high}] ({why}).")
+
+
 def _export(args):
-    model = rb.create_model(args.model, num_classes=args.num_classes)
-    if args.weights:
-        weights = resolve_source(args.weights)  # a URL or variant name: its cached download
+    check_arguments(args)
+    weights = resolve_source(args.weights) if args.weights else None  # a URL or variant name: its cached download
+    if weights:
         refuse_overwriting_input(args.out, "--weights", weights)
-        print(rb.load_pretrained(model, weights))
+    refuse_existing_output(args.out, args.overwrite)
+    model = rb.create_model(args.model, num_classes=args.num_classes)
+    if weights:
+        print(rb.load_pretrained(model, weights).summary())
     model.eval()
     example = torch.rand(1, 3, args.size, args.size)
     if args.format == "onnx":

@@ -9,7 +9,9 @@ Logic: resnest_backbones/apps/detectron2_export.py (see its docstring for the tw
 """
 import _checkout  # noqa: F401  (first: a checkout without pip install; OMP_WAIT_POLICY)
 
+import sys
+
 from resnest_backbones.apps.detectron2_export import main
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -13,8 +13,10 @@ Overrides are `key=value` (LazyConfig.apply_overrides). Logic: resnest_backbones
 """
 import _checkout  # noqa: F401  (first: a checkout without pip install; OMP_WAIT_POLICY)
 
+import sys
+
 from resnest_backbones.apps.detectron2_launch import launch_tool
 from resnest_backbones.apps.detectron2_lazy_train import main
 
 if __name__ == "__main__":
-    launch_tool(main)
+    sys.exit(launch_tool(main))

@@ -32,8 +32,8 @@ def detectron2_build() -> str:
 
 
 def _deps():
-    for module in ("timm", "pycocotools", "lvis", "mmengine", "ftfy", "regex", "mim", "onnx", "onnxruntime",
-                   "fvcore", "matplotlib", "cv2", "prettytable"):
+    for module in ("timm", "safetensors", "pycocotools", "lvis", "mmengine", "ftfy", "regex", "mim", "onnx",
+                   "onnxruntime", "fvcore", "matplotlib", "cv2", "prettytable"):
         __import__(module)
     return ((version("mmengine"), version("mmdet"), version("mmsegmentation")) == ("0.10.7", "3.3.0", "1.2.2")
             and int(version("Pillow").split(".")[0]) < 10)

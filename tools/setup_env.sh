@@ -7,7 +7,7 @@
 #   1. setuptools<81 (mmcv's build, mim, mmengine's Config and detectron2's model_zoo import pkg_resources);
 #   2. torch 2.14.1 / torchvision 0.29.1 when no torch is importable; every later pip call is constrained to the
 #      installed torch so nothing can pull another one;
-#   3. pure-Python dependencies (timm, pycocotools, lvis, mmengine, mmdet, mmseg, openmim, onnx, ...);
+#   3. pure-Python dependencies (timm, safetensors, pycocotools, lvis, mmengine, mmdet, mmseg, openmim, onnx, ...);
 #   4. mmcv 2.1.0 WITH compiled ops, built from its sdist against the installed torch. mmcv hard-codes -std=c++17,
 #      torch >= 2.10 headers need C++20: the unpacked sdist gets that one flag changed, nothing else. The wheel is
 #      cached in $RESNEST_CACHE so a second environment on the same machine does not rebuild it;
@@ -55,7 +55,7 @@ EOF
 if needs deps; then
   log "installing Python dependencies"
   # Pillow<10: detectron2 v0.6 uses Image.LINEAR. ftfy/regex: mmseg imports them without declaring them.
-  pip_ "Pillow<10" timm pycocotools lvis opencv-python-headless matplotlib scipy shapely terminaltables \
+  pip_ "Pillow<10" timm safetensors pycocotools lvis opencv-python-headless matplotlib scipy shapely terminaltables \
        "mmengine==0.10.7" ftfy regex onnx onnxruntime fvcore "iopath>=0.1.7,<0.1.10" yacs termcolor tabulate \
        cloudpickle tqdm tensorboard omegaconf "hydra-core>=1.1" pydot future pytest prettytable
   # mmdet / mmseg declare mmcv (built in step 4), so they go in without dependency resolution.

@@ -13,8 +13,10 @@ resnest_backbones/apps/detectron2_launch.py (detectron2 v0.6 asserts CUDA); with
 """
 import _checkout  # noqa: F401  (first: a checkout without pip install; OMP_WAIT_POLICY)
 
+import sys
+
 from resnest_backbones.apps.detectron2_launch import launch_tool
 from resnest_backbones.apps.detectron2_train import main
 
 if __name__ == "__main__":
-    launch_tool(main)
+    sys.exit(launch_tool(main))

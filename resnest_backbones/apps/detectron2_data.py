@@ -12,8 +12,11 @@ from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.data.datasets import load_lvis_json, register_coco_instances, register_lvis_instances
 
 from ..datasets import make_synthetic_dataset
+from ..datasets.manifest import DatasetChangedError, UnsafeRecordError
 
 PREFIX = "synthetic_shapes"
+# make_synthetic_dataset's arguments -> DATASETS.SYNTHETIC keys
+KEYS = {"num_train": "NUM_TRAIN", "num_val": "NUM_VAL", "image_size": "IMAGE_SIZE", "seed": "SEED"}
 SPLITS = {f"{PREFIX}_train": ("coco", "train"), f"{PREFIX}_val": ("coco", "val"),
           f"{PREFIX}_lvis_train": ("lvis", "train"), f"{PREFIX}_lvis_val": ("lvis", "val")}
 
@@ -60,6 +63,16 @@ def _register_lvis(name: str, json_file: str, image_root: str) -> None:
     DatasetCatalog.register(name, lambda: load_lvis_json(json_file, image_root, None))
 
 
+def _changed_message(error: DatasetChangedError, synthetic) -> str:
+    keys = ", ".join(f"DATASETS.SYNTHETIC.{KEYS[name]} {after!r} (that folder has {before!r})" if name in KEYS else
+                     f"{name} {before!r} -> {after!r}" for name, before, after in error.changes)
+    command = (f"python tools/make_synthetic_dataset.py {error.root} --num-train {synthetic.NUM_TRAIN} --num-val "
+               f"{synthetic.NUM_VAL} --image-size {synthetic.IMAGE_SIZE} --seed {synthetic.SEED} --overwrite")
+    return (f"DATASETS.SYNTHETIC.ROOT {error.root} holds the synthetic dataset made with other settings: {keys}. Set "
+            "those keys to the folder's values, or DATASETS.SYNTHETIC.ROOT to a new folder. To replace that dataset "
+            f"(only its {error.recorded} recorded files are deleted): {command}")
+
+
 def register_synthetic_datasets(cfg) -> Dict[str, str]:
     """Make (if absent) and register the synthetic datasets when the config uses them; returns the dataset paths
     (empty when the config uses none)."""
@@ -72,6 +85,14 @@ def register_synthetic_datasets(cfg) -> Dict[str, str]:
     s = cfg.DATASETS.SYNTHETIC
     try:
         paths = make_synthetic_dataset(synthetic_root(cfg), s.NUM_TRAIN, s.NUM_VAL, s.IMAGE_SIZE, seed=s.SEED)
+    except DatasetChangedError as error:  # phrased in config keys: train_net.py has no --overwrite
+        raise FileExistsError(_changed_message(error, s)) from None
+    except NotADirectoryError:
+        raise NotADirectoryError(f"DATASETS.SYNTHETIC.ROOT {synthetic_root(cfg)} is a file, not a folder: set "
+                                 "DATASETS.SYNTHETIC.ROOT to a folder (the dataset is made there on first use).") \
+            from None
+    except UnsafeRecordError as error:
+        raise UnsafeRecordError(f"DATASETS.SYNTHETIC.ROOT: {error}") from None
     except FileExistsError as error:  # the maker never touches files it did not make (nor, here, its other datasets)
         raise FileExistsError(f"DATASETS.SYNTHETIC.ROOT: {error} With detectron2: set DATASETS.SYNTHETIC.ROOT to a "
                               "new or empty folder, or set the DATASETS.SYNTHETIC keys to the ones that folder was "

@@ -27,6 +27,8 @@ import torch
 from detectron2.structures import Boxes, Instances
 from torch import Tensor, nn
 
+from ..cli import add_debug_option, error_message, refuse_existing_output, run
+
 logger = logging.getLogger("detectron2.resnest_backbones")
 # Instances fields an R-CNN creates during inference (scripting needs every one declared, with its type).
 RCNN_FIELDS = {"proposal_boxes": Boxes, "objectness_logits": Tensor, "pred_boxes": Boxes, "scores": Tensor,
@@ -158,14 +160,38 @@ def sample_image(cfg, path: Optional[str] = None) -> Tensor:
         if not cfg.DATASETS.TEST:
             raise ValueError("No sample image: pass --sample-image, or set DATASETS.TEST")
         path = DatasetCatalog.get(cfg.DATASETS.TEST[0])[0]["file_name"]
-    image = read_image(path, format=cfg.INPUT.FORMAT)
+    elif not os.path.isfile(path):
+        raise FileNotFoundError(f"--sample-image {path}: no such file; give an image file (.jpg, .png).")
+    try:
+        image = read_image(path, format=cfg.INPUT.FORMAT)
+    except OSError as error:  # PIL's UnidentifiedImageError too
+        raise ValueError(f"--sample-image {path} is not an image detectron2 can read ({error_message(error)}); give "
+                         "a .jpg or .png file.") from None
     image = T.ResizeShortestEdge([cfg.INPUT.MIN_SIZE_TEST] * 2, cfg.INPUT.MAX_SIZE_TEST).get_transform(image) \
         .apply_image(image)
     return torch.as_tensor(image.astype("float32").transpose(2, 0, 1))
 
 
-def main(argv: Optional[Sequence[str]] = None) -> str:
-    """Command line of ``tools/export_detectron2.py``."""
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description="Export a ResNeSt detectron2 detector to TorchScript by detectron2's "
+                                     "scripting or tracing, and check the file against eager PyTorch.")
+    parser.add_argument("--config-file", required=True, help="a detectron2 yaml config (path or shipped name)")
+    parser.add_argument("--export-method", choices=METHODS, required=True)
+    parser.add_argument("--output", required=True, help="output folder (model.ts is written there)")
+    parser.add_argument("--sample-image", help="image for tracing and the check (default: first test image)")
+    parser.add_argument("--overwrite", action="store_true", help="replace model.ts in --output if it exists")
+    parser.add_argument("opts", nargs=argparse.REMAINDER, help="KEY VALUE config overrides, e.g. MODEL.WEIGHTS x")
+    return add_debug_option(parser)
+
+
+def check_output(output: str, overwrite: bool) -> None:
+    """Refuse an ``--output`` that is a file, or that holds a ``model.ts`` (unless ``overwrite``)."""
+    if os.path.exists(output) and not os.path.isdir(output):
+        raise NotADirectoryError(f"--output {output} is a file; give a folder (model.ts is written there).")
+    refuse_existing_output(os.path.join(output, "model.ts"), overwrite)
+
+
+def _export(args: argparse.Namespace) -> None:
     from detectron2.modeling import build_model
     from detectron2.utils.logger import setup_logger
 
@@ -173,14 +199,7 @@ def main(argv: Optional[Sequence[str]] = None) -> str:
     from .detectron2_data import register_synthetic_datasets
     from .detectron2_train import load_training_config, resolve_config_file
 
-    parser = argparse.ArgumentParser(description="Export a ResNeSt detectron2 detector to TorchScript by detectron2's "
-                                     "scripting or tracing, and check the file against eager PyTorch.")
-    parser.add_argument("--config-file", required=True, help="a detectron2 yaml config (path or shipped name)")
-    parser.add_argument("--export-method", choices=METHODS, required=True)
-    parser.add_argument("--output", required=True, help="output folder (model.ts is written there)")
-    parser.add_argument("--sample-image", help="image for tracing and the check (default: first test image)")
-    parser.add_argument("opts", nargs=argparse.REMAINDER, help="KEY VALUE config overrides, e.g. MODEL.WEIGHTS x")
-    args = parser.parse_args(argv)
+    check_output(args.output, args.overwrite)
     setup_logger(name="detectron2")
     cfg = load_training_config(resolve_config_file(args.config_file), args.opts, freeze=False)
     if args.sample_image is None:
@@ -188,4 +207,10 @@ def main(argv: Optional[Sequence[str]] = None) -> str:
     cfg.freeze()
     model = build_model(cfg).eval()
     ResNeStCheckpointer(model).load(cfg.MODEL.WEIGHTS)
-    return export(model, sample_image(cfg, args.sample_image).to(cfg.MODEL.DEVICE), args.export_method, args.output)
+    export(model, sample_image(cfg, args.sample_image).to(cfg.MODEL.DEVICE), args.export_method, args.output)
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """Command line of ``tools/export_detectron2.py``; returns the exit status (a user error is one message and 1,
+    ``--debug`` shows the traceback)."""
+    return run(_export, build_parser(), argv)

@@ -13,7 +13,7 @@ from typing import List, Optional, Sequence
 
 from ..atomic_io import atomic_save, atomic_write_text
 from ..checkpoint import read_checkpoint
-from ..cli import add_debug_option, run
+from ..cli import add_debug_option, refuse_existing_output, run
 from ..keymaps import D2FORK, DETECTRON2, detect_format, from_official, to_official, unwrap
 
 logger = logging.getLogger("detectron2.resnest_backbones")
@@ -43,8 +43,8 @@ def main_args(args: argparse.Namespace) -> int:
 
     from ..detectron2 import ResNeStCheckpointer, load_config
     for path in (args.output, args.weights[1] if args.weights else None):
-        if path and os.path.exists(path) and not args.overwrite:
-            raise FileExistsError(f"{path} exists; choose another output or pass --overwrite")
+        if path:
+            refuse_existing_output(path, args.overwrite)
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
     cfg = load_config(args.fork_config, args.opts, freeze=False)
     if args.weights:

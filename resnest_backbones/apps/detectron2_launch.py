@@ -13,8 +13,10 @@ CUDA, detectron2 itself falls short in two places, and this module fills exactly
 ``check_sync_bn_on_cpu`` refuses ``SyncBN`` in multi-process CPU runs (torch's ``SyncBatchNorm`` has no CPU
 implementation) with a message naming every key and the CPU choice ``naiveSyncBN``; nothing is switched silently.
 """
+import functools
 import logging
 import os
+import sys
 from datetime import timedelta
 from typing import Callable, List, Optional, Sequence
 
@@ -26,6 +28,7 @@ from detectron2.engine.defaults import create_ddp_model as detectron2_create_ddp
 from detectron2.utils import comm
 from torch import nn
 
+from ..cli import add_debug_option, call_reporting_errors
 from ..detectron2.backbone import sync_bn_keys
 
 logger = logging.getLogger("detectron2.resnest_backbones")
@@ -62,14 +65,45 @@ def launch(main_func: Callable, num_gpus_per_machine: int, num_machines: int = 1
                              timeout))
 
 
-def launch_tool(main_func: Callable, argv: Optional[Sequence[str]] = None) -> None:
-    """The ``__main__`` of ``tools/train_net.py`` and ``tools/lazyconfig_train_net.py``: detectron2's argument parser,
-    then ``launch(main_func, --num-gpus, ...)`` with the parsed arguments."""
+def tool_parser():
+    """detectron2's ``default_argument_parser`` plus ``--allow-partial-weights`` and ``--debug``."""
     from detectron2.engine import default_argument_parser
-    args = default_argument_parser().parse_args(argv)
+    parser = default_argument_parser()
+    parser.add_argument("--allow-partial-weights", action="store_true",
+                        help="with --eval-only: evaluate even when the weights leave parts of the detector at their "
+                             "initialisation (or there are no weights); refused by default")
+    return add_debug_option(parser)
+
+
+def launch_tool(main_func: Callable, argv: Optional[Sequence[str]] = None) -> int:
+    """The ``__main__`` of ``tools/train_net.py`` and ``tools/lazyconfig_train_net.py``: ``tool_parser()``, then
+    ``launch(main_func, --num-gpus, ...)`` with the parsed arguments. Returns the exit status: a user error is one
+    message on stderr (from the process that hit it) and status 1; ``--debug`` shows the traceback instead."""
+    parser = tool_parser()
+    args = parser.parse_args(argv)
     print("Command Line Args:", args)
-    launch(main_func, args.num_gpus, num_machines=args.num_machines, machine_rank=args.machine_rank,
-           dist_url=args.dist_url, args=(args,))
+    worker = functools.partial(call_exiting_on_error, main_func, parser.prog)
+    try:
+        launch(worker, args.num_gpus, num_machines=args.num_machines, machine_rank=args.machine_rank,
+               dist_url=args.dist_url, args=(args,))
+    except mp.ProcessExitedException as error:  # a worker reported its error and exited with status 1
+        if args.debug or error.exit_code != 1:
+            raise
+        return 1
+    except SystemExit as error:  # one process: the error was reported in it
+        return error.code if isinstance(error.code, int) else 1
+    return 0
+
+
+def call_exiting_on_error(main_func: Callable, prog: str, args) -> None:
+    """``main_func(args)`` in one process of a tool run; an error is reported as one message and the process
+    exits with status 1 (``--debug``: raised with its traceback)."""
+    def run(parsed) -> int:
+        main_func(parsed)  # returns metrics, not an exit status
+        return 0
+
+    if call_reporting_errors(run, args, prog):
+        sys.exit(1)
 
 
 def _free_port() -> int:

@@ -23,9 +23,12 @@ from detectron2.evaluation import inference_on_dataset, print_csv_format
 from detectron2.utils import comm
 
 from ..detectron2 import ResNeStCheckpointer, resnest_backbone
+from ..detectron2.resume import ResumeMismatchError
+from ..ownership import release_run_lock
 from .detectron2_data import add_synthetic_config, register_synthetic_datasets
 from .detectron2_launch import (create_ddp_model, lazy_sync_bn_keys, local_main_first,
                                 refuse_one_image_per_process, refuse_sync_bn_on_cpu, set_cpu_threads)
+from .detectron2_guards import explain_resume_mismatch, hold_output_dir, previous_config, require_full_weights
 from .detectron2_train import resolve_config_file
 
 logger = logging.getLogger("detectron2.resnest_backbones")
@@ -101,7 +104,8 @@ def do_train(args, cfg):
     train_loader = instantiate(cfg.dataloader.train)
     model = create_ddp_model(model, **cfg.train.ddp)
     trainer = (AMPTrainer if cfg.train.amp.enabled else SimpleTrainer)(model, train_loader, optimizer)
-    checkpointer = ResNeStCheckpointer(model, cfg.train.output_dir, trainer=trainer)
+    checkpointer = ResNeStCheckpointer(model, cfg.train.output_dir, trainer=trainer,
+                                       weights_key="train.init_checkpoint")
     main = comm.is_main_process()
     trainer.register_hooks([
         hooks.IterationTimer(),
@@ -117,24 +121,39 @@ def do_train(args, cfg):
     trainer.train(start_iter, cfg.train.max_iter)
 
 
+def do_eval(args, cfg):
+    """Evaluate ``train.init_checkpoint``, which must set every weight of the model (unless
+    ``--allow-partial-weights``)."""
+    model = instantiate(cfg.model)
+    model.to(cfg.train.device)
+    model = create_ddp_model(model)
+    checkpointer = ResNeStCheckpointer(model, weights_key="train.init_checkpoint")
+    checkpointer.load(cfg.train.init_checkpoint)
+    if not getattr(args, "allow_partial_weights", False):
+        require_full_weights(checkpointer, "train.init_checkpoint", cfg.train.output_dir)
+    return do_test(cfg, model)
+
+
 def main(args):
     """``tools/lazyconfig_train_net.py``: train, or with ``--eval-only`` evaluate ``train.init_checkpoint``."""
     start = time.time()
     args.config_file = resolve_config_file(args.config_file)  # default_setup re-reads it to log it
     cfg = load_lazy_config(args.config_file, args.opts)
     check_lazy_config(cfg, training=not args.eval_only)
-    local_main_first(lambda: register_synthetic(cfg))  # one process makes the dataset, then all register it
-    default_setup(cfg, args)
-    set_cpu_threads(cfg.train.device)
-    if args.eval_only:
-        model = instantiate(cfg.model)
-        model.to(cfg.train.device)
-        model = create_ddp_model(model)
-        ResNeStCheckpointer(model).load(cfg.train.init_checkpoint)
-        results = do_test(cfg, model)
-    else:
-        do_train(args, cfg)
-        results = None
+    lock = hold_output_dir(cfg.train.output_dir, "train.output_dir")  # before anything is written
+    previous = None
+    try:
+        local_main_first(lambda: register_synthetic(cfg))  # one process makes the dataset, then all register it
+        previous = previous_config(cfg.train.output_dir, args.resume)  # default_setup replaces it
+        default_setup(cfg, args)
+        if lock is not None and lock.taken_over is not None:
+            logger.info(lock.describe_takeover())
+        set_cpu_threads(cfg.train.device)
+        results = do_eval(args, cfg) if args.eval_only else do_train(args, cfg)
+    except ResumeMismatchError as error:
+        raise explain_resume_mismatch(error, cfg.train.output_dir, previous, None) from None
+    finally:
+        release_run_lock(cfg.train.output_dir)
     if comm.is_main_process():
         logger.info(f"Done in {(time.time() - start) / 60:.1f} min")
     return results

@@ -27,8 +27,12 @@ from .. import config_path
 from ..compat import lvis_on_numpy2
 from ..detectron2 import ResNeStCheckpointer, find_resnest, load_config
 from ..detectron2.config import CN
+from ..detectron2.resume import ResumeMismatchError
 from ..fast_inference import to_fast_inference
+from ..ownership import release_run_lock
 from .detectron2_data import add_synthetic_config, register_synthetic_datasets
+from .detectron2_guards import (explain_resume_mismatch, hold_output_dir, previous_config, read_yaml_config,
+                                require_full_weights)
 from .detectron2_visualize import visualize_predictions
 from .detectron2_launch import (check_sync_bn_on_cpu, create_ddp_model, is_cpu_distributed, local_main_first,
                                 refuse_one_image_per_process, set_cpu_threads)
@@ -50,8 +54,9 @@ def add_training_config(cfg: CN) -> CN:
 
 
 def load_training_config(config_file: str = "", opts=(), freeze: bool = True) -> CN:
-    """``resnest_backbones.detectron2.load_config`` with this trainer's keys added."""
-    return load_config(config_file, opts, freeze, add_configs=(add_training_config,))
+    """``resnest_backbones.detectron2.load_config`` with this trainer's keys added (malformed YAML: one message)."""
+    return read_yaml_config(lambda: load_config(config_file, opts, freeze, add_configs=(add_training_config,)),
+                            config_file)
 
 
 class NumpyCompatLVISEvaluator(LVISEvaluator):
@@ -152,6 +157,23 @@ class Trainer(DefaultTrainer):
         return results
 
 
+def _run(cfg, args):
+    """The evaluation or the training of ``main``; returns the metrics."""
+    if args.eval_only:
+        model = Trainer.build_model(cfg)
+        checkpointer = ResNeStCheckpointer(model, save_dir=cfg.OUTPUT_DIR)
+        checkpointer.resume_or_load(cfg.MODEL.WEIGHTS, resume=args.resume)
+        if not getattr(args, "allow_partial_weights", False):
+            require_full_weights(checkpointer, "MODEL.WEIGHTS", cfg.OUTPUT_DIR)
+        results = Trainer.test(cfg, model)
+        if comm.is_main_process():
+            verify_results(cfg, results)
+        return results
+    trainer = Trainer(cfg)
+    trainer.resume_or_load(resume=args.resume)
+    return trainer.train()
+
+
 def fast_inference_copy(model: torch.nn.Module) -> torch.nn.Module:
     """A copy of ``model`` whose ResNeSt backbone went through ``resnest_backbones.fast_inference.to_fast_inference``
     (the training model is left untouched)."""
@@ -191,15 +213,25 @@ def check_images_per_process(cfg, world_size: int) -> None:
 
 
 def setup(args):
-    """Config from ``--config-file`` and trailing ``KEY VALUE`` overrides; datasets registered; detectron2 logging."""
+    """Config from ``--config-file`` and trailing ``KEY VALUE`` overrides; ``OUTPUT_DIR`` held for this run (its run
+    lock, released when the process ends or by ``main``); datasets registered; detectron2 logging."""
     args.config_file = resolve_config_file(args.config_file)  # default_setup re-reads it to log it
     cfg = load_training_config(args.config_file, args.opts, freeze=False)
     check_sync_bn_on_cpu(cfg)
     if not args.eval_only:
         check_images_per_process(cfg, comm.get_world_size())
-    local_main_first(lambda: register_synthetic_datasets(cfg))  # one process makes the dataset, then all register
-    cfg.freeze()
-    default_setup(cfg, args)
+    lock = hold_output_dir(cfg.OUTPUT_DIR, "OUTPUT_DIR")  # before anything is written, the dataset included
+    try:
+        local_main_first(lambda: register_synthetic_datasets(cfg))  # one process makes the dataset, then all register
+        cfg.freeze()
+        args.previous_config = previous_config(cfg.OUTPUT_DIR, args.resume)  # default_setup replaces it
+        default_setup(cfg, args)
+    except BaseException:
+        if lock is not None:
+            lock.release()
+        raise
+    if lock is not None and lock.taken_over is not None:
+        logger.info(lock.describe_takeover())
     threads = set_cpu_threads(cfg.MODEL.DEVICE)
     if threads:
         logger.info(f"{comm.get_local_size()} CPU processes on this machine: {threads} torch threads each "
@@ -222,16 +254,13 @@ def main(args):
     """Train (or with ``--eval-only`` evaluate) as detectron2's ``tools/train_net.py`` does."""
     start = time.time()
     cfg = setup(args)
-    if args.eval_only:
-        model = Trainer.build_model(cfg)
-        ResNeStCheckpointer(model, save_dir=cfg.OUTPUT_DIR).resume_or_load(cfg.MODEL.WEIGHTS, resume=args.resume)
-        results = Trainer.test(cfg, model)
-        if comm.is_main_process():
-            verify_results(cfg, results)
-    else:
-        trainer = Trainer(cfg)
-        trainer.resume_or_load(resume=args.resume)
-        results = trainer.train()
+    try:
+        results = _run(cfg, args)
+    except ResumeMismatchError as error:
+        raise explain_resume_mismatch(error, cfg.OUTPUT_DIR, getattr(args, "previous_config", None),
+                                      cfg.dump()) from None
+    finally:
+        release_run_lock(cfg.OUTPUT_DIR)
     if comm.is_main_process() and results:
         named = results if all(isinstance(v, dict) and ("bbox" in v or "segm" in v) for v in results.values()) \
             else OrderedDict([(cfg.DATASETS.TEST[0], results)])

@@ -12,15 +12,56 @@ arguments and the relative path of every file it is about to write (``complete``
 - anything else (a folder with files and no record, another maker's record): refused, also with ``overwrite``.
 
 A file the new run would write that exists but is not in the record (a user's file) is refused too.
+
+A record is a file in a folder that users share and copy, so it is untrusted input: every entry must name a file
+inside the folder once resolved (no absolute path, no ``..``, no link to a folder outside), or the record is refused
+(:class:`UnsafeRecordError`, naming the entry) before anything is deleted; the clean-up of emptied folders never
+goes above the dataset folder.
 """
 import json
 import os
-from typing import Dict, Iterable, List, Optional
+from typing import Any, Dict, Iterable, List, Optional, Tuple
 
 from ..atomic_io import atomic_write_text
 
 MANIFEST = "synthetic_meta.json"
 _VERSION = 2
+
+
+class UnsafeRecordError(ValueError):
+    """The record lists a path outside its folder."""
+
+
+class DatasetChangedError(FileExistsError):
+    """The folder holds a dataset this maker made with other arguments (``changes``: ``(argument, recorded, new)``
+    each)."""
+
+    def __init__(self, message: str, root: str, changes: List[Tuple[str, Any, Any]], recorded: int):
+        super().__init__(message)
+        self.root, self.changes, self.recorded = root, changes, recorded
+
+
+def _inside(root: str, relative: str) -> bool:
+    """Whether ``relative`` names a file inside ``root`` once resolved. The file itself may be a link (deleting it
+    removes the link); every folder on its way is resolved."""
+    if not isinstance(relative, str) or not relative or os.path.isabs(relative) or "\0" in relative:
+        return False
+    real_root = os.path.realpath(root)
+    folder, name = os.path.split(os.path.join(real_root, relative))
+    if name in ("", ".", ".."):
+        return False
+    return os.path.commonpath([real_root, os.path.realpath(folder)]) == real_root
+
+
+def check_record(root: str, record: Dict) -> None:
+    """Raise :class:`UnsafeRecordError` unless every file ``record`` lists is inside ``root``."""
+    files = record.get("files", [])
+    bad = [entry for entry in files if not _inside(root, entry)] if isinstance(files, list) else [files]
+    if bad:
+        raise UnsafeRecordError(
+            f"{os.path.join(root, MANIFEST)} lists {bad[0]!r}, which is not a file inside {root} (a record may name "
+            "only files of its own folder; it was edited, or copied from elsewhere). Nothing was deleted. Remove "
+            "that dataset folder yourself, or choose another folder.")
 
 
 def read_manifest(root: str) -> Optional[Dict]:
@@ -38,18 +79,35 @@ def _write(root: str, maker: str, arguments: Dict, files: List[str], complete: b
         {"version": _VERSION, "maker": maker, "arguments": arguments, "complete": complete, "files": files}))
 
 
+def _strictly_inside(root: str, folder: str) -> bool:
+    return folder != root and os.path.commonpath([root, folder]) == root
+
+
 def _remove_recorded(root: str, files: Iterable[str]) -> None:
-    """Delete the recorded files (only those), then the folders under ``root`` that this left empty."""
+    """Delete the recorded files (only those; the record was checked with ``check_record``), then the folders
+    strictly under ``root`` that this left empty."""
+    root = os.path.realpath(root)
     folders = set()
     for relative in files:
-        path = os.path.join(root, relative)
+        folder, name = os.path.split(os.path.join(root, relative))
+        path = os.path.join(os.path.realpath(folder), name)
         if os.path.isfile(path) or os.path.islink(path):
             os.remove(path)
         folders.add(os.path.dirname(path))
     for folder in sorted(folders, key=len, reverse=True):  # deepest first
-        while os.path.abspath(folder) != os.path.abspath(root) and os.path.isdir(folder) and not os.listdir(folder):
+        while _strictly_inside(root, folder) and os.path.isdir(folder) and not os.listdir(folder):
             os.rmdir(folder)
             folder = os.path.dirname(folder)
+
+
+def _changed(root: str, maker: str, old: Dict, arguments: Dict, recorded: int, hint: str) -> DatasetChangedError:
+    changes = [(key, old.get(key), arguments.get(key))
+               for key in sorted(set(old) | set(arguments)) if old.get(key) != arguments.get(key)]
+    listed = ", ".join(f"{key} {before!r} -> {after!r}" for key, before, after in changes)
+    return DatasetChangedError(
+        f"{root} holds a dataset {maker} made with other arguments ({listed}). Pass overwrite=True (--overwrite) to "
+        f"replace it (only the {recorded} files it records are deleted), or choose another folder{hint}.", root,
+        changes, recorded)
 
 
 def claim(root: str, maker: str, arguments: Dict, files: List[str], overwrite: bool = False,
@@ -69,10 +127,18 @@ def claim(root: str, maker: str, arguments: Dict, files: List[str], overwrite: b
         ``files`` and then call :func:`complete`.
 
     Raises:
-        FileExistsError: the folder holds files this maker did not record, or another dataset without overwrite.
+        FileExistsError: the folder holds files this maker did not record, or (``DatasetChangedError``) another
+            dataset of this maker without overwrite.
+        NotADirectoryError: ``root`` is a file.
+        UnsafeRecordError: the record names a file outside ``root``.
     """
     root = os.path.abspath(root)
+    if os.path.exists(root) and not os.path.isdir(root):
+        raise NotADirectoryError(f"{root} is a file, not a folder: choose a folder for the dataset{hint}.")
     record = read_manifest(root)
+    if record is not None:
+        check_record(root, record)
+        record.setdefault("files", [])
     if record is not None and record.get("maker") == maker and record.get("arguments") == arguments \
             and record.get("complete") and all(os.path.isfile(os.path.join(root, f)) for f in record["files"]):
         return True
@@ -92,13 +158,7 @@ def claim(root: str, maker: str, arguments: Dict, files: List[str], overwrite: b
         recorded = list(record.get("files", []))
         if record.get("arguments") != arguments:
             if not overwrite:
-                old = record.get("arguments") or {}
-                changes = ", ".join(f"{key} {old.get(key)!r} -> {arguments.get(key)!r}"
-                                    for key in sorted(set(old) | set(arguments)) if old.get(key) != arguments.get(key))
-                raise FileExistsError(
-                    f"{root} holds a dataset {maker} made with other arguments ({changes}). Pass overwrite=True "
-                    f"(--overwrite) to replace it (only the {len(recorded)} files it records are deleted), or choose "
-                    f"another folder{hint}.")
+                raise _changed(root, maker, record.get("arguments") or {}, arguments, len(recorded), hint)
             _remove_recorded(root, recorded)
             recorded = []
     foreign = [f for f in files if os.path.lexists(os.path.join(root, f)) and f not in set(recorded)]
@@ -116,4 +176,5 @@ def complete(root: str, maker: str, arguments: Dict, files: List[str]) -> None:
     _write(os.path.abspath(root), maker, arguments, sorted(files), complete=True)
 
 
-__all__ = ["MANIFEST", "claim", "complete", "read_manifest"]
+__all__ = ["MANIFEST", "DatasetChangedError", "UnsafeRecordError", "check_record", "claim", "complete",
+           "read_manifest"]

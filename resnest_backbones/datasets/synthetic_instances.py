@@ -46,6 +46,8 @@ CLASSES = ("circle", "square", "triangle")
 _LVIS_HOST = "http://images.cocodataset.org/"
 _FORMAT_VERSION = 1
 _MAKER = "make_synthetic_dataset"
+# Each image is drawn in float64 (24 bytes a pixel): 4096 px is 400 MB; 100,000 px would be 224 GiB.
+MAX_IMAGE_SIZE = 4096
 
 
 def synthetic_paths(root: str) -> Dict[str, str]:
@@ -210,8 +212,8 @@ def make_synthetic_dataset(root: str, num_train: int = 800, num_val: int = 100, 
         raise ValueError(f"num_train and num_val must be >= 1, got {num_train}, {num_val}")
     if not 0 < object_size[0] <= object_size[1] < 1:
         raise ValueError(f"object_size must satisfy 0 < min <= max < 1, got {object_size}")
-    if isinstance(image_size, bool) or not isinstance(image_size, int) or image_size < 16:
-        raise ValueError(f"image_size must be an integer >= 16 (pixels), got {image_size!r}")
+    if isinstance(image_size, bool) or not isinstance(image_size, int) or not 16 <= image_size <= MAX_IMAGE_SIZE:
+        raise ValueError(f"image_size must be an integer in [16, {MAX_IMAGE_SIZE}] (pixels), got {image_size!r}")
     if not 0 <= objects_per_image[0] <= objects_per_image[1]:
         raise ValueError(f"objects_per_image must satisfy 0 <= min <= max, got {tuple(objects_per_image)}")
     paths = synthetic_paths(root)

@@ -44,6 +44,8 @@ ADE20K_CLASSES = ("wall", "building", "sky", "floor", "tree", "ceiling", "road",
 CITYSCAPES_CLASSES = ("road", "sidewalk", "building", "wall", "fence", "pole", "traffic light", "traffic sign",
                       "vegetation", "terrain")
 CITIES = {"train": ("aachen", "bremen"), "val": ("frankfurt",)}
+# A scene is drawn in float64 (24 bytes a pixel): 4096 x 4096 is 400 MB.
+MAX_IMAGE_SIDE = 4096
 _UNLABELLED = -1  # internal marker for "no class" before writing each layout's own convention
 
 
@@ -111,8 +113,10 @@ def _legacy_reuse(root: str, meta: Dict) -> bool:
 def _check_args(num_classes: int, known: Sequence[str], image_size: Sequence[int], num_train: int, num_val: int):
     if not 2 <= num_classes <= len(known):
         raise ValueError(f"num_classes must be in [2, {len(known)}], got {num_classes}")
-    if len(image_size) != 2 or min(image_size) < 32:
-        raise ValueError(f"image_size must be (height, width), each at least 32, got {tuple(image_size)}")
+    sides_ok = all(isinstance(side, (int, np.integer)) and 32 <= side <= MAX_IMAGE_SIDE for side in image_size)
+    if len(image_size) != 2 or not sides_ok:
+        raise ValueError(f"image_size must be (height, width), each an integer in [32, {MAX_IMAGE_SIDE}], got "
+                         f"{tuple(image_size)}")
     if num_train < 1 or num_val < 1:
         raise ValueError(f"num_train and num_val must be positive, got {num_train}, {num_val}")
 

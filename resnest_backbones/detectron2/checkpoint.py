@@ -21,7 +21,7 @@ the checkpoints that do exist.
 """
 import logging
 import os
-from typing import Dict, Mapping, Optional, Tuple
+from typing import Dict, List, Mapping, Optional, Tuple
 
 from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.utils.file_io import PathManager
@@ -30,10 +30,11 @@ from torch import nn
 
 from ..atomic_io import atomic_save, atomic_write_text
 from ..checkpoint import PRETRAINED_SCHEME, CheckpointMismatchError, NotACheckpointError, _is_url, download, \
-    load_pretrained, read_checkpoint, resolve_pretrained
+    folder_given, load_pretrained, read_checkpoint, resolve_pretrained
 from ..keymaps import OFFICIAL, OPENMMLAB, detect_format, to_official, unwrap
 from ..resnest import ResNeSt
 from .fork import FORK_MARKER, check_fork_backbone_loaded, fork_detector_checkpoint
+from .resume import check_resumable, weight_keys
 
 logger = logging.getLogger("detectron2.resnest_backbones")  # printed by detectron2's logging set-up
 _BACKBONE_ONLY = "__resnest_backbone_format__"  # marks a checkpoint holding only backbone weights (official names)
@@ -91,18 +92,29 @@ class ResNeStCheckpointer(DetectionCheckpointer):
             unpickling can run arbitrary code. Default: False (restricted unpickling).
     """
 
-    def __init__(self, model, save_dir="", *, allow_unsafe_pickle: bool = False, **kwargs):
+    def __init__(self, model, save_dir="", *, allow_unsafe_pickle: bool = False, weights_key: str = "MODEL.WEIGHTS",
+                 **kwargs):
         register_path_handler()
         super().__init__(model, save_dir, **kwargs)
         self.allow_unsafe_pickle = allow_unsafe_pickle
+        self.weights_key = weights_key  # how messages name the weights the user chose
+        self.loaded_from: Optional[str] = None  # the file the model was last loaded from (None: not loaded)
+        self.unloaded: List[str] = []  # model state keys that load left at their initialisation
+        self._resuming = False
 
     # ----- loading
     def load(self, path, *args, **kwargs):
         if path and _is_url(path):
             path = download(path)  # the core's cache, keyed by URL (iopath's is keyed by the URL's path only)
+        elif path and "://" not in path and not os.path.isfile(path):
+            what = folder_given(path) if os.path.isdir(path) else f"{path}: no such file."
+            raise (IsADirectoryError if os.path.isdir(path) else FileNotFoundError)(
+                f"{self.weights_key} {what} Set {self.weights_key} to a checkpoint file, a URL, resnest://<variant>, "
+                "or '' to start from scratch.")
         return super().load(path, *args, **kwargs)
 
     def _load_file(self, filename: str) -> Dict:
+        self.loaded_from, self.unloaded = filename, []
         raw = read_checkpoint(filename, self.allow_unsafe_pickle)
         if not isinstance(raw, Mapping):
             raise NotACheckpointError(f"{filename} holds a {type(raw).__name__}, not a checkpoint (a dict of weights)")
@@ -132,12 +144,15 @@ class ResNeStCheckpointer(DetectionCheckpointer):
         with open(tag, "rb") as handle:
             named = handle.read().decode("utf-8", errors="replace").strip()
         target = os.path.join(self.save_dir, named)
-        if not named or not os.path.isfile(target):
+        if not named or not _file_inside(self.save_dir, target):  # a name read from a file: it must stay inside
             raise FileNotFoundError(self._bad_tag(tag, named, f"is not a file in {self.save_dir}"))
+        self._resuming = True
         try:
             return self.load(target)
         except NotACheckpointError as error:
             raise NotACheckpointError(self._bad_tag(tag, named, f"cannot be read: {error}")) from None
+        finally:
+            self._resuming = False
 
     def _bad_tag(self, tag: str, named: str, problem: str) -> str:
         existing = sorted(os.path.basename(p) for p in self.get_all_checkpoint_files())
@@ -167,47 +182,62 @@ class ResNeStCheckpointer(DetectionCheckpointer):
     def _load_model(self, checkpoint: Dict):
         prefix, backbone = find_resnest(self.model)
         if _BACKBONE_ONLY in checkpoint:
-            return self._load_backbone(checkpoint, prefix, backbone)
+            result = self._load_backbone(checkpoint, prefix, backbone)
+            self.unloaded = [k for k in weight_keys(self.model) if not (prefix and k.startswith(prefix))]
+            self._check_resumable(checkpoint, prefix, ())
+            return result
         keys = {k[len("module."):] if k.startswith("module.") else k for k in checkpoint["model"]}
-        incompatible = super()._load_model(checkpoint)
+        result = super()._load_model(checkpoint)
+        self.unloaded = [k for k in result.missing_keys if not k.endswith("num_batches_tracked")]
+        self._check_resumable(checkpoint, prefix, result.unexpected_keys)
         if backbone is not None:
-            self._check_backbone_loaded(keys, incompatible, prefix, backbone)
+            self._check_backbone_loaded(keys, result, prefix, backbone)
         if FORK_MARKER in checkpoint:
-            check_fork_backbone_loaded(incompatible, checkpoint[FORK_MARKER])
-        return incompatible
+            check_fork_backbone_loaded(result, checkpoint[FORK_MARKER])
+        return result
+
+    def _check_resumable(self, checkpoint: Dict, prefix: Optional[str], unexpected) -> None:
+        if self._resuming:  # the run's own checkpoint: everything must fit, before the optimizer state is loaded
+            check_resumable(self, checkpoint, prefix, unexpected)
 
     def _load_backbone(self, checkpoint: Dict, prefix: Optional[str], backbone: Optional[ResNeSt]):
         fmt, filename = checkpoint.pop(_BACKBONE_ONLY)
         if backbone is None:
-            raise ValueError(f"MODEL.WEIGHTS {filename} is a ResNeSt backbone checkpoint ({fmt} layout) but the model "
-                             "has no ResNeSt backbone: set MODEL.BACKBONE.NAME to build_resnest_fpn_backbone (or "
+            raise ValueError(f"{self.weights_key} {filename} is a ResNeSt backbone checkpoint ({fmt} layout) but the "
+                             "model has no ResNeSt backbone: set MODEL.BACKBONE.NAME to build_resnest_fpn_backbone (or "
                              "build_resnest_backbone).")
         try:
             report = load_pretrained(backbone, checkpoint.pop("model"))
         except CheckpointMismatchError as error:
             raise CheckpointMismatchError("\n".join([
-                f"MODEL.WEIGHTS {filename} ({fmt} layout) does not fit the ResNeSt backbone of MODEL.RESNEST.VARIANT "
-                f"{getattr(backbone, 'variant', '?')!r}:", *error.details,
+                f"{self.weights_key} {filename} ({fmt} layout) does not fit the ResNeSt backbone of "
+                f"MODEL.RESNEST.VARIANT {getattr(backbone, 'variant', '?')!r}:", *error.details,
                 "Set MODEL.RESNEST.VARIANT (or the MODEL.RESNEST architecture keys) to the checkpoint's architecture, "
-                "or MODEL.WEIGHTS to a checkpoint of this one."])) from None
+                f"or {self.weights_key} to a checkpoint of this one."])) from None
         logger.info(f"Loaded {len(report.loaded)} ResNeSt backbone tensors ({fmt} layout) into '{prefix}*'; "
                     f"skipped {len(report.skipped)} the backbone does not build (classifier / unused stages). "
                     "Every other part of the detector starts from its initialisation.")
         return None  # nothing for detectron2 to report: load_pretrained was strict
 
-    @staticmethod
-    def _check_backbone_loaded(keys, incompatible, prefix: str, backbone: ResNeSt) -> None:
+    def _check_backbone_loaded(self, keys, incompatible, prefix: str, backbone: ResNeSt) -> None:
         own = [prefix + k for k in backbone.state_dict()]
         if not any(k in keys for k in own):
             raise CheckpointMismatchError(
-                f"MODEL.WEIGHTS holds no weight of the ResNeSt backbone (expected keys like {own[0]!r}): it is not "
-                "a checkpoint of this detector. Set MODEL.WEIGHTS to a detectron2 checkpoint of a ResNeSt detector, "
-                "a ResNeSt backbone checkpoint (any layout), resnest://<variant>, or '' to start from scratch.")
+                f"{self.weights_key} holds no weight of the ResNeSt backbone (expected keys like {own[0]!r}): it is "
+                f"not a checkpoint of this detector. Set {self.weights_key} to a detectron2 checkpoint of a ResNeSt "
+                "detector, a ResNeSt backbone checkpoint (any layout), resnest://<variant>, or '' to start from "
+                "scratch.")
         wrong = [f"{k}: checkpoint {a} vs model {b}" for k, a, b in incompatible.incorrect_shapes if k in own]
         if wrong:
             raise CheckpointMismatchError(
-                f"{len(wrong)} backbone weights in MODEL.WEIGHTS have the wrong shape ({'; '.join(wrong[:5])}). "
+                f"{len(wrong)} backbone weights in {self.weights_key} have the wrong shape ({'; '.join(wrong[:5])}). "
                 "Set MODEL.RESNEST.VARIANT (and MODEL.RESNEST keys) to the checkpoint's architecture.")
+
+
+def _file_inside(folder: str, path: str) -> bool:
+    """Whether ``path`` is a file inside ``folder`` once resolved (links included)."""
+    real = os.path.realpath(folder)
+    return os.path.isfile(path) and os.path.commonpath([real, os.path.realpath(path)]) == real
 
 
 def _detectron_pickle(raw: Mapping) -> Dict:

@@ -8,7 +8,8 @@ as the quick starts use: nothing left to resume from), a truncated ``iter_N.pth`
 This subclass takes the same arguments and keeps every other behaviour. For a local ``out_dir`` it saves in a safe
 order: the checkpoint goes to a hidden temporary file next to its final name, is flushed to disk and renamed into
 place (``resnest_backbones.atomic_io``); then ``last_checkpoint`` is replaced atomically; only then are checkpoints
-beyond ``max_keep_ckpts`` deleted. A kill at any point leaves ``last_checkpoint`` naming a complete checkpoint.
+beyond ``max_keep_ckpts`` deleted. A kill at any point leaves ``last_checkpoint`` naming a complete checkpoint; the
+temporary file of a killed save is removed at the next save.
 Remote ``out_dir`` (``backend_args``) and ``save_best`` checkpoints (never named by ``last_checkpoint``) are
 saved as mmengine saves them.
 
@@ -26,7 +27,7 @@ from mmengine.fileio import LocalBackend
 from mmengine.hooks import CheckpointHook
 from mmengine.registry import HOOKS
 
-from ..atomic_io import atomic_write_text, commit, temporary_name
+from ..atomic_io import atomic_write_text, commit, remove_abandoned_temporaries, temporary_name
 
 
 class AtomicCheckpointHook(CheckpointHook):
@@ -46,6 +47,8 @@ class AtomicCheckpointHook(CheckpointHook):
         self.last_ckpt = self.file_backend.join_path(self.out_dir, self.filename_tmpl.format(step))
         runner.message_hub.update_info("last_ckpt", self.last_ckpt)
         temporary = temporary_name(self.last_ckpt)
+        if is_main_process():
+            remove_abandoned_temporaries(os.path.dirname(temporary))  # what a killed save left behind
         runner.save_checkpoint(os.path.dirname(temporary), os.path.basename(temporary), self.file_client_args,
                                save_optimizer=self.save_optimizer, save_param_scheduler=self.save_param_scheduler,
                                meta=meta, by_epoch=self.by_epoch, backend_args=self.backend_args, **self.args)

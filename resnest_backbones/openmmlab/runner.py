@@ -6,7 +6,10 @@
   model in DDP without device ids, and destroys the group at exit (mmengine's tools never do; gloo's threads then
   race the interpreter's exit);
   (b) ``load_from`` / ``--resume`` of mmengine training checkpoints under torch's weights-only ``torch.load``,
-  with the scoped allow-list of ``mmengine_checkpoints`` around exactly those loads.
+  with the scoped allow-list of ``mmengine_checkpoints`` around exactly those loads;
+  (c) one training per work dir: ``train()`` holds the work dir's run lock (``resnest_backbones.ownership``), so a
+  second training into the work dir of a live one is refused before it writes there (the config dump that
+  mmengine writes while the runner is built waits for ``train`` / ``val`` / ``test``).
 - ``custom_hooks = [dict(type='WeightsOnlyCheckpointHook')]``: the checkpoints the run saves hold plain data
   (message-hub logs as lists), so any weights-only ``torch.load`` reads them, e.g. mmseg's ``tools/test.py``, which
   ignores ``runner_type``; loading converts them back for ``--resume``.
@@ -27,11 +30,14 @@ from typing import Dict, Optional
 
 import torch
 import torch.distributed as dist
+from mmengine.dist import broadcast_object_list, get_world_size, is_main_process
 from mmengine.hooks import Hook
+from mmengine.logging import print_log
 from mmengine.registry import HOOKS, RUNNERS
 from mmengine.runner import Runner
 from torch import nn
 
+from ..ownership import RunLock, acquire_in_main_process
 from . import checkpoint_hook  # noqa: F401  registers AtomicCheckpointHook for the configs that select it
 from .mmengine_checkpoints import from_plain, mmengine_checkpoint_globals, to_plain
 from .registration import register
@@ -68,11 +74,54 @@ class SafeRunner(Runner):
                                      find_unused_parameters=self.cfg.get("find_unused_parameters", False))
         return super().wrap_model(model_wrapper_cfg, model)
 
+    def dump_config(self) -> None:
+        """Deferred from ``__init__`` to the start of ``train`` / ``val`` / ``test``: a training refused because
+        another run holds the work dir must not replace that run's config dump."""
+        self._config_dump_pending = True
+
+    def _dump_config_now(self) -> None:
+        if getattr(self, "_config_dump_pending", False):
+            self._config_dump_pending = False
+            super().dump_config()
+
+    def train(self) -> nn.Module:
+        """``Runner.train`` holding the work dir's run lock (``resnest_backbones.ownership``): a second training
+        into the work dir of a live one is refused before it writes anything there."""
+        lock = hold_work_dir(self.work_dir)
+        try:
+            self._dump_config_now()
+            return super().train()
+        finally:
+            if lock is not None:
+                lock.release()
+
+    def val(self):
+        self._dump_config_now()
+        return super().val()
+
+    def test(self):
+        self._dump_config_now()
+        return super().test()
+
     def load_checkpoint(self, filename: str, *args, **kwargs):
         """``Runner.load_checkpoint`` (used by ``load_from`` and ``resume``) with mmengine's own checkpoint
         contents allowed for the weights-only unpickler during this call only."""
         with mmengine_checkpoint_globals():
             return super().load_checkpoint(filename, *args, **kwargs)
+
+
+def hold_work_dir(work_dir: str) -> Optional[RunLock]:
+    """Take ``work_dir``'s run lock in the main process; every process raises if the main one could not. The
+    takeover of an ended run's lock is logged."""
+    def share(message: Optional[str]) -> Optional[str]:
+        shared = [message]
+        if get_world_size() > 1:
+            broadcast_object_list(shared)
+        return shared[0]
+    lock = acquire_in_main_process(work_dir, "--work-dir", is_main_process(), share)
+    if lock is not None and lock.taken_over is not None:
+        print_log(lock.describe_takeover(), logger="current")
+    return lock
 
 
 def _destroy_process_group() -> None:

@@ -69,8 +69,7 @@ def load_init_cfg(model: nn.Module, cfg: Dict, name: str) -> LoadReport:
     if cfg.get("prefix"):
         source = _sub_state(load_state(source), cfg["prefix"], source)
     report = load_pretrained(model, source)
-    print_log(f"ResNeStBackbone({name}): loaded {len(report.loaded)} tensors from {report.source} ({report.format} "
-              f"layout); skipped {len(report.skipped)} not built here (classifier, unused stages)", logger="current")
+    print_log(f"ResNeStBackbone({name}): {report.summary()}", logger="current")
     return report
 
 
