@@ -39,6 +39,13 @@ def refuse_overwriting_input(output: str, flag: str, source: str) -> None:
                          "(a tool never overwrites its input).")
 
 
+def refuse_existing_output(path: str, overwrite: bool, flag: str = "--overwrite") -> None:
+    """Raise when the tool would write over an existing ``path`` without ``overwrite`` (given on the command line
+    as ``flag``): a tool replaces a file only when asked to."""
+    if not overwrite and os.path.lexists(path):
+        raise FileExistsError(f"{path} exists; pass {flag} to replace it, or choose another output")
+
+
 def run(main: Callable[[argparse.Namespace], Optional[int]], parser: argparse.ArgumentParser,
         argv: Optional[List[str]] = None) -> int:
     """Parse ``argv`` and call ``main(args)``; returns the exit status (1 after an error, printed as one message).
@@ -57,4 +64,5 @@ def run(main: Callable[[argparse.Namespace], Optional[int]], parser: argparse.Ar
         return 1
 
 
-__all__ = ["add_debug_option", "error_message", "refuse_overwriting_input", "run", "same_file"]
+__all__ = ["add_debug_option", "error_message", "refuse_existing_output", "refuse_overwriting_input", "run",
+           "same_file"]

@@ -1,4 +1,5 @@
-"""TorchScript export of ResNeSt detectors through detectron2's own export paths (``tools/export_detectron2.py``).
+"""TorchScript export of ResNeSt detectors through detectron2's own export paths (``tools/export_detectron2.py
+--format torchscript``, whose command line is ``detectron2_export_tool``; ONNX is ``detectron2_onnx``).
 
 - **scripting**: ``detectron2.export.scripting_with_instances`` compiles the model with static ``Instances`` fields.
   The exported module takes ``List[Dict[str, Tensor]]`` (detectron2's input format: ``{"image": CHW tensor}``) and
@@ -13,7 +14,6 @@ training-only formulations are bypassed there). detectron2 v0.6's ``detectron2/e
 which current torch no longer ships: ``detectron2_export()`` then loads the two export modules (``torchscript``,
 ``flatten``) without that package initialiser. Newer detectron2 imports as usual.
 """
-import argparse
 import copy
 import importlib
 import importlib.util
@@ -23,6 +23,7 @@ import sys
 import types
 from typing import Dict, List, Optional, Sequence, Tuple
 
+import numpy as np
 import torch
 from detectron2.structures import Boxes, Instances
 from torch import Tensor, nn
@@ -148,44 +149,21 @@ def export(model: nn.Module, image: Tensor, method: str, output_dir: str) -> str
     return path
 
 
+def model_input(image: np.ndarray, short_edge: int, max_size: int) -> Tensor:
+    """An HxWx3 image (the model's channel order) as the model receives it at test time: detectron2's
+    ``ResizeShortestEdge([short_edge] * 2, max_size)``, as ``DefaultPredictor``, then a CHW float tensor."""
+    from detectron2.data import transforms as T
+    image = T.ResizeShortestEdge([short_edge] * 2, max_size).get_transform(image).apply_image(image)
+    return torch.as_tensor(image.astype("float32").transpose(2, 0, 1))
+
+
 def sample_image(cfg, path: Optional[str] = None) -> Tensor:
     """A CHW input as the model receives it at test time: ``path``, else the first image of ``DATASETS.TEST[0]``,
     resized as detectron2's test loader does (``INPUT.MIN_SIZE_TEST`` / ``MAX_SIZE_TEST``)."""
     from detectron2.data import DatasetCatalog
-    from detectron2.data import transforms as T
     from detectron2.data.detection_utils import read_image
     if path is None:
         if not cfg.DATASETS.TEST:
             raise ValueError("No sample image: pass --sample-image, or set DATASETS.TEST")
         path = DatasetCatalog.get(cfg.DATASETS.TEST[0])[0]["file_name"]
-    image = read_image(path, format=cfg.INPUT.FORMAT)
-    image = T.ResizeShortestEdge([cfg.INPUT.MIN_SIZE_TEST] * 2, cfg.INPUT.MAX_SIZE_TEST).get_transform(image) \
-        .apply_image(image)
-    return torch.as_tensor(image.astype("float32").transpose(2, 0, 1))
-
-
-def main(argv: Optional[Sequence[str]] = None) -> str:
-    """Command line of ``tools/export_detectron2.py``."""
-    from detectron2.modeling import build_model
-    from detectron2.utils.logger import setup_logger
-
-    from ..detectron2 import ResNeStCheckpointer
-    from .detectron2_data import register_synthetic_datasets
-    from .detectron2_train import load_training_config, resolve_config_file
-
-    parser = argparse.ArgumentParser(description="Export a ResNeSt detectron2 detector to TorchScript by detectron2's "
-                                     "scripting or tracing, and check the file against eager PyTorch.")
-    parser.add_argument("--config-file", required=True, help="a detectron2 yaml config (path or shipped name)")
-    parser.add_argument("--export-method", choices=METHODS, required=True)
-    parser.add_argument("--output", required=True, help="output folder (model.ts is written there)")
-    parser.add_argument("--sample-image", help="image for tracing and the check (default: first test image)")
-    parser.add_argument("opts", nargs=argparse.REMAINDER, help="KEY VALUE config overrides, e.g. MODEL.WEIGHTS x")
-    args = parser.parse_args(argv)
-    setup_logger(name="detectron2")
-    cfg = load_training_config(resolve_config_file(args.config_file), args.opts, freeze=False)
-    if args.sample_image is None:
-        register_synthetic_datasets(cfg)
-    cfg.freeze()
-    model = build_model(cfg).eval()
-    ResNeStCheckpointer(model).load(cfg.MODEL.WEIGHTS)
-    return export(model, sample_image(cfg, args.sample_image).to(cfg.MODEL.DEVICE), args.export_method, args.output)
+    return model_input(read_image(path, format=cfg.INPUT.FORMAT), cfg.INPUT.MIN_SIZE_TEST, cfg.INPUT.MAX_SIZE_TEST)
