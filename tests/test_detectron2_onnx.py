@@ -38,8 +38,8 @@ from resnest_backbones import onnx_runner
 from resnest_backbones.apps import detectron2_export_tool, detectron2_onnx_eval
 from resnest_backbones.apps.detectron2_data import register_synthetic_datasets
 from resnest_backbones.apps.detectron2_deployment import load_deployment
-from resnest_backbones.apps.detectron2_onnx import (compare_predictions, eager_predict, export_onnx,
-                                                    instances_to_numpy)
+from resnest_backbones.apps.detectron2_onnx import (check_against_eager, compare_predictions, eager_predict,
+                                                    export_onnx, instances_to_numpy)
 from resnest_backbones.apps.detectron2_train import load_training_config
 from resnest_backbones.onnx_runner import OnnxPredictor
 
@@ -233,6 +233,14 @@ def test_lazy_quick_start_exports_and_runs_as_eager(work, quickstart):
     model = deployment.load_model()
     expected = eager_predict(model, detectron2_read_image(other, format="RGB"), 128, 160)
     assert_same_detections(expected, OnnxPredictor(onnx)(other))
+
+
+def test_the_tools_check_fails_loudly_on_a_difference(work, quickstart):
+    opts, _, onnx = quickstart
+    deployment = load_deployment(QUICKSTART, opts)
+    other = deployment.build_model()  # the same detector with other (initial) weights than the exported ones
+    with pytest.raises(RuntimeError, match="differs from eager PyTorch on .*other.png: .*; .*model.onnx was written"):
+        check_against_eager(onnx, other, deployment, work[3])
 
 
 def test_every_detectron2_model_kind_is_covered():
