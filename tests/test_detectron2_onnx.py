@@ -410,7 +410,8 @@ def _one_node_model(path: Path, op: str, dtype, domain: str = "") -> str:
 def test_runner_bad_input(quickstart, tmp_path):
     from onnx import TensorProto
     # Ops ONNX Runtime cannot run: a valid op on a type it has no kernel for, an unknown op, another domain's op.
-    for op, dtype, domain, name in (("Relu", TensorProto.INT16, "", "Relu"), ("FancyOp", TensorProto.FLOAT, "", "FancyOp"),
+    for op, dtype, domain, name in (("Relu", TensorProto.INT16, "", "Relu"),
+                                    ("FancyOp", TensorProto.FLOAT, "", "FancyOp"),
                                     ("FancyOp", TensorProto.FLOAT, "com.example", "com.example:FancyOp")):
         path = _one_node_model(tmp_path / f"{op}{domain}.onnx", op, dtype, domain)
         with pytest.raises(RuntimeError, match=f"cannot run op {name} of .*: export again with another --opset"):

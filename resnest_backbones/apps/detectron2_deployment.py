@@ -1,7 +1,7 @@
-"""A trained detector as the deployment tools see it (``tools/export_detectron2.py``, ``tools/eval_onnx_detectron2.py``),
-from a detectron2 yaml config or a LazyConfig (``.py``): the model in eval mode with its weights loaded strictly,
-and its test-time pre-processing (what ``DefaultPredictor`` does before the model: the channel order and
-``ResizeShortestEdge``), which the ONNX runner (``resnest_backbones.onnx_runner``) reproduces.
+"""A trained detector as the deployment tools see it (``tools/export_detectron2.py``,
+``tools/eval_onnx_detectron2.py``), from a detectron2 yaml config or a LazyConfig (``.py``): the model in eval mode
+with its weights loaded strictly, and its test-time pre-processing (what ``DefaultPredictor`` does before the model:
+the channel order and ``ResizeShortestEdge``), which the ONNX runner (``resnest_backbones.onnx_runner``) reproduces.
 
 Weights are loaded strictly because an exported file hides what was not loaded: a checkpoint of another config
 (another class count, another variant) raises, naming the keys, instead of detectron2's logged warning.
@@ -37,22 +37,29 @@ class StrictCheckpointer(ResNeStCheckpointer):
     def __init__(self, model: nn.Module, weights_key: str):
         super().__init__(model)
         self.weights_key = weights_key
+        self.path = ""
+
+    def load(self, path, *args, **kwargs):
+        self.path = path  # named in the errors
+        return super().load(path, *args, **kwargs)
 
     def _load_model(self, checkpoint: Dict):
         if _BACKBONE_ONLY in checkpoint:
             raise CheckpointMismatchError(
-                f"{self.weights_key} {checkpoint[_BACKBONE_ONLY][1]} holds backbone weights only: the detector's heads "
-                "would be random. Set it to a trained detector checkpoint (e.g. OUTPUT_DIR/model_final.pth).")
+                f"{self.weights_key} {self.path} holds backbone weights only: the detector's heads would be random. "
+                "Set it to a trained detector checkpoint (e.g. OUTPUT_DIR/model_final.pth).")
         incompatible = super()._load_model(checkpoint)
-        missing = [k for k in incompatible.missing_keys if not k.endswith("num_batches_tracked")]
+        reshaped = {k for k, _, _ in incompatible.incorrect_shapes}  # detectron2 lists them as missing too
+        missing = [k for k in incompatible.missing_keys if not k.endswith("num_batches_tracked") and k not in reshaped]
         problems = [f"{len(keys)} {what} (e.g. {', '.join(map(str, keys[:3]))})" for what, keys in (
             ("missing", missing), ("unexpected", incompatible.unexpected_keys),
             ("of another shape", [f"{k}: checkpoint {tuple(a)} vs model {tuple(b)}"
                                   for k, a, b in incompatible.incorrect_shapes])) if keys]
         if problems:
             raise CheckpointMismatchError(
-                f"{self.weights_key} does not match the config: weights {'; '.join(problems)}. Pass the config the "
-                f"checkpoint was trained with (e.g. its MODEL.ROI_HEADS.NUM_CLASSES), or a checkpoint of this config.")
+                f"{self.weights_key} {self.path} does not match the config: weights {'; '.join(problems)}. Pass the "
+                "config (and overrides) it was trained with (its classes, variant, head sizes), or a checkpoint of this "
+                "config.")
         return incompatible
 
 
