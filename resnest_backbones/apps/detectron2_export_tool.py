@@ -81,8 +81,9 @@ def export_main(args: argparse.Namespace) -> str:
     from .detectron2_onnx import OPSET, check_against_eager, check_opset, export_onnx
 
     method = _check_arguments(args)
+    opset = OPSET if args.opset is None else args.opset
     if args.format == "onnx":
-        check_opset(args.opset or OPSET)
+        check_opset(opset)
     setup_logger(name="detectron2")
     # The synthetic dataset is made only for its first image; with --sample-image, class names come from it if made.
     deployment = load_deployment(args.config_file, args.opts, make_datasets=args.sample_image is None)
@@ -94,7 +95,7 @@ def export_main(args: argparse.Namespace) -> str:
     if args.format == "torchscript":
         return export(model, image, method, args.output)
     os.makedirs(args.output, exist_ok=True)
-    export_onnx(model, image, path, deployment.runner_metadata(), args.opset or OPSET)
+    export_onnx(model, image, path, deployment.runner_metadata(), opset)
     check_against_eager(path, model, deployment, sample)
     return path
 

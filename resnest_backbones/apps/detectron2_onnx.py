@@ -18,6 +18,7 @@ from typing import Dict, List, Optional
 
 import numpy as np
 import torch
+from detectron2.modeling import GeneralizedRCNN
 from torch import nn
 
 from ..atomic_io import atomic_write
@@ -37,6 +38,7 @@ BOX_TOLERANCE, SCORE_TOLERANCE, MASK_IOU = 0.5, 1e-4, 0.99  # pixels, score, per
 
 
 def _inference(model: nn.Module, image: torch.Tensor):
+    # do_postprocess=False: the 28x28 masks and boxes in the resized image; the runner pastes and rescales them.
     return model.inference([{"image": image}], do_postprocess=False)[0]
 
 
@@ -48,6 +50,7 @@ def _output_names(schema) -> List[str]:
 
 
 def check_opset(opset: int) -> None:
+    """Raise unless ``opset`` is one this export writes exactly (``MIN_OPSET``..``MAX_OPSET``)."""
     if not MIN_OPSET <= opset <= MAX_OPSET:
         raise ValueError(f"--opset {opset}: use {MIN_OPSET}..{MAX_OPSET} (RoIAlign with "
                          f"aligned=True exports exactly from opset {MIN_OPSET}); the default is {OPSET}")
@@ -66,9 +69,14 @@ def export_onnx(model: nn.Module, image: torch.Tensor, path: str, metadata: Dict
     """
     import onnx
 
-    if model.training:
-        raise ValueError("Export a model in eval mode: call model.eval() first (the export traces inference)")
+    training = [name or "<model>" for name, module in model.named_modules() if module.training]
+    if training:
+        raise ValueError(f"Export a model in eval mode: call model.eval() first (the export traces inference); in "
+                         f"training mode: {', '.join(training[:3])}{' ...' if len(training) > 3 else ''}")
     check_opset(opset)
+    if not isinstance(model, GeneralizedRCNN):
+        raise ValueError(f"The ONNX export covers R-CNN detectors (META_ARCHITECTURE GeneralizedRCNN), not "
+                         f"{type(model).__name__}")
     if find_resnest(model)[1] is None:
         raise ValueError("The model has no ResNeSt backbone: set MODEL.BACKBONE.NAME to build_resnest_fpn_backbone "
                          "(this export writes the ResNeSt backbone in its fused form)")
@@ -83,13 +91,14 @@ def export_onnx(model: nn.Module, image: torch.Tensor, path: str, metadata: Dict
                           dynamic_axes={INPUT_NAME: {1: "height", 2: "width"},
                                         **{n: {0: "detections"} for n in names if n != "image_size"}},
                           opset_version=opset, dynamo=False, do_constant_folding=True)
-    graph = onnx.load_from_string(buffer.getvalue())
-    onnx.helper.set_model_props(graph, {METADATA_KEY: json.dumps(metadata)})
-    atomic_write(path, lambda handle: handle.write(graph.SerializeToString()))
+    exported = onnx.load_from_string(buffer.getvalue())
+    onnx.helper.set_model_props(exported, {METADATA_KEY: json.dumps(metadata)})
+    atomic_write(path, lambda handle: handle.write(exported.SerializeToString()))
     return names
 
 
 def mask_iou(a: np.ndarray, b: np.ndarray) -> float:
+    """Intersection over union of two boolean masks (1 when both are empty)."""
     union = np.logical_or(a, b).sum()
     return float(np.logical_and(a, b).sum() / union) if union else 1.0
 
