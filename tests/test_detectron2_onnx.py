@@ -98,7 +98,7 @@ def _random_detector(cfg, path: Path) -> str:
 
 def _export(config: str, output: Path, sample: str, *opts: str) -> str:
     status = detectron2_export_tool.main(["--format", "onnx", "--config-file", config, "--output", str(output),
-                                     "--sample-image", sample, *opts])
+                                          "--sample-image", sample, *opts])
     assert status == 0
     return str(output / "model.onnx")
 
