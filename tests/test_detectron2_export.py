@@ -3,6 +3,7 @@ export paths (scripting_with_instances, TracingAdapter) on the quick-start Mask 
 PyTorch on random weights; then tools/export_detectron2.py end to end."""
 import copy
 import io
+import os
 import subprocess
 import sys
 
@@ -151,7 +152,8 @@ def test_export_tool_writes_a_file_equal_to_eager(tmp_path, mask_rcnn, method):
     result = subprocess.run([sys.executable, str(ROOT / "tools/export_detectron2.py"), "--config-file", QUICKSTART,
                              "--export-method", method, "--output", str(tmp_path / "out"), "--sample-image",
                              str(picture), "MODEL.WEIGHTS", str(weights), "MODEL.ROI_HEADS.SCORE_THRESH_TEST", "0.0"],
-                            capture_output=True, text=True, timeout=600, cwd=str(tmp_path))
+                            capture_output=True, text=True, timeout=600, cwd=str(tmp_path),
+                            env={**os.environ, "PYTHONPATH": str(ROOT)})  # this checkout, not an installed copy
     assert result.returncode == 0, result.stderr[-4000:]
     assert "largest difference to eager" in result.stdout + result.stderr
     exported = torch.jit.load(str(tmp_path / "out" / "model.ts"))

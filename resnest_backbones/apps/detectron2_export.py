@@ -1,4 +1,5 @@
-"""TorchScript export of ResNeSt detectors through detectron2's own export paths (``tools/export_detectron2.py``).
+"""TorchScript export of ResNeSt detectors through detectron2's own export paths (``tools/export_detectron2.py
+--format torchscript``, whose command line is ``detectron2_export_tool``; ONNX is ``detectron2_onnx``).
 
 - **scripting**: ``detectron2.export.scripting_with_instances`` compiles the model with static ``Instances`` fields.
   The exported module takes ``List[Dict[str, Tensor]]`` (detectron2's input format: ``{"image": CHW tensor}``) and
@@ -13,7 +14,6 @@ training-only formulations are bypassed there). detectron2 v0.6's ``detectron2/e
 which current torch no longer ships: ``detectron2_export()`` then loads the two export modules (``torchscript``,
 ``flatten``) without that package initialiser. Newer detectron2 imports as usual.
 """
-import argparse
 import copy
 import importlib
 import importlib.util
@@ -23,11 +23,12 @@ import sys
 import types
 from typing import Dict, List, Optional, Sequence, Tuple
 
+import numpy as np
 import torch
 from detectron2.structures import Boxes, Instances
 from torch import Tensor, nn
 
-from ..cli import add_debug_option, error_message, refuse_existing_output, run
+from ..cli import error_message
 
 logger = logging.getLogger("detectron2.resnest_backbones")
 # Instances fields an R-CNN creates during inference (scripting needs every one declared, with its type).
@@ -150,67 +151,32 @@ def export(model: nn.Module, image: Tensor, method: str, output_dir: str) -> str
     return path
 
 
+def model_input(image: np.ndarray, short_edge: int, max_size: int) -> Tensor:
+    """An HxWx3 image (the model's channel order) as the model receives it at test time: detectron2's
+    ``ResizeShortestEdge([short_edge] * 2, max_size)``, as ``DefaultPredictor``, then a CHW float tensor."""
+    from detectron2.data import transforms as T
+    image = T.ResizeShortestEdge([short_edge] * 2, max_size).get_transform(image).apply_image(image)
+    return torch.as_tensor(image.astype("float32").transpose(2, 0, 1))
+
+
 def sample_image(cfg, path: Optional[str] = None) -> Tensor:
     """A CHW input as the model receives it at test time: ``path``, else the first image of ``DATASETS.TEST[0]``,
     resized as detectron2's test loader does (``INPUT.MIN_SIZE_TEST`` / ``MAX_SIZE_TEST``)."""
     from detectron2.data import DatasetCatalog
-    from detectron2.data import transforms as T
-    from detectron2.data.detection_utils import read_image
     if path is None:
         if not cfg.DATASETS.TEST:
             raise ValueError("No sample image: pass --sample-image, or set DATASETS.TEST")
         path = DatasetCatalog.get(cfg.DATASETS.TEST[0])[0]["file_name"]
-    elif not os.path.isfile(path):
+    return model_input(read_sample_image(path, cfg.INPUT.FORMAT), cfg.INPUT.MIN_SIZE_TEST, cfg.INPUT.MAX_SIZE_TEST)
+
+
+def read_sample_image(path: str, input_format: str) -> np.ndarray:
+    """detectron2's ``read_image`` of ``--sample-image``, with errors that name the flag."""
+    from detectron2.data.detection_utils import read_image
+    if not os.path.isfile(path):
         raise FileNotFoundError(f"--sample-image {path}: no such file; give an image file (.jpg, .png).")
     try:
-        image = read_image(path, format=cfg.INPUT.FORMAT)
+        return read_image(path, format=input_format)
     except OSError as error:  # PIL's UnidentifiedImageError too
         raise ValueError(f"--sample-image {path} is not an image detectron2 can read ({error_message(error)}); give "
                          "a .jpg or .png file.") from None
-    image = T.ResizeShortestEdge([cfg.INPUT.MIN_SIZE_TEST] * 2, cfg.INPUT.MAX_SIZE_TEST).get_transform(image) \
-        .apply_image(image)
-    return torch.as_tensor(image.astype("float32").transpose(2, 0, 1))
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description="Export a ResNeSt detectron2 detector to TorchScript by detectron2's "
-                                     "scripting or tracing, and check the file against eager PyTorch.")
-    parser.add_argument("--config-file", required=True, help="a detectron2 yaml config (path or shipped name)")
-    parser.add_argument("--export-method", choices=METHODS, required=True)
-    parser.add_argument("--output", required=True, help="output folder (model.ts is written there)")
-    parser.add_argument("--sample-image", help="image for tracing and the check (default: first test image)")
-    parser.add_argument("--overwrite", action="store_true", help="replace model.ts in --output if it exists")
-    parser.add_argument("opts", nargs=argparse.REMAINDER, help="KEY VALUE config overrides, e.g. MODEL.WEIGHTS x")
-    return add_debug_option(parser)
-
-
-def check_output(output: str, overwrite: bool) -> None:
-    """Refuse an ``--output`` that is a file, or that holds a ``model.ts`` (unless ``overwrite``)."""
-    if os.path.exists(output) and not os.path.isdir(output):
-        raise NotADirectoryError(f"--output {output} is a file; give a folder (model.ts is written there).")
-    refuse_existing_output(os.path.join(output, "model.ts"), overwrite)
-
-
-def _export(args: argparse.Namespace) -> None:
-    from detectron2.modeling import build_model
-    from detectron2.utils.logger import setup_logger
-
-    from ..detectron2 import ResNeStCheckpointer
-    from .detectron2_data import register_synthetic_datasets
-    from .detectron2_train import load_training_config, resolve_config_file
-
-    check_output(args.output, args.overwrite)
-    setup_logger(name="detectron2")
-    cfg = load_training_config(resolve_config_file(args.config_file), args.opts, freeze=False)
-    if args.sample_image is None:
-        register_synthetic_datasets(cfg)
-    cfg.freeze()
-    model = build_model(cfg).eval()
-    ResNeStCheckpointer(model).load(cfg.MODEL.WEIGHTS)
-    export(model, sample_image(cfg, args.sample_image).to(cfg.MODEL.DEVICE), args.export_method, args.output)
-
-
-def main(argv: Optional[Sequence[str]] = None) -> int:
-    """Command line of ``tools/export_detectron2.py``; returns the exit status (a user error is one message and 1,
-    ``--debug`` shows the traceback)."""
-    return run(_export, build_parser(), argv)

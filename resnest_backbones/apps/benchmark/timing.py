@@ -2,7 +2,7 @@
 import multiprocessing
 import statistics
 import time
-from typing import Callable, Dict, List
+from typing import Callable, Dict
 
 import torch
 
