@@ -16,6 +16,21 @@ CONFIG_DIRS = ("", "detectron2", "detectron2/lazy", "detectron2/lazy/common", "m
                "mmseg/_base_")
 CONFIG_PACKAGES = {("resnest_backbones.configs." + sub.replace("/", ".")).rstrip("."): ("configs/" + sub).rstrip("/")
                    for sub in CONFIG_DIRS}
+# Every user-facing tool (tools/<name>.py launches the same function), usable after a plain pip install.
+CONSOLE_SCRIPTS = [
+    "resnest-train-net=resnest_backbones.apps.detectron2_train:cli",
+    "resnest-lazyconfig-train-net=resnest_backbones.apps.detectron2_lazy_train:cli",
+    "resnest-export-detectron2=resnest_backbones.apps.detectron2_export_tool:main",
+    "resnest-eval-onnx-detectron2=resnest_backbones.apps.detectron2_onnx_eval:main",
+    "resnest-convert-fork-config=resnest_backbones.apps.detectron2_fork_convert:main",
+    "resnest-convert-weights=resnest_backbones.apps.convert_weights:main",
+    "resnest-export=resnest_backbones.apps.export_backbone:main",
+    "resnest-make-synthetic-dataset=resnest_backbones.apps.make_synthetic_dataset:main",
+    "resnest-make-synthetic-segmentation=resnest_backbones.apps.make_synthetic_segmentation:main",
+    "resnest-benchmark=resnest_backbones.apps.benchmark.peers:main",
+    "resnest-benchmark-variants=resnest_backbones.apps.benchmark.variant_sweep:main",
+    "resnest-benchmark-compile=resnest_backbones.apps.benchmark.compile:main",
+]
 EXTRAS = dict(FRAMEWORKS)
 EXTRAS["all"] = sorted({req for reqs in FRAMEWORKS.values() for req in reqs})
 EXTRAS["dev"] = ["pytest", "timm", "onnx", "onnxruntime", "fvcore", "matplotlib"]
@@ -40,5 +55,5 @@ setup(
     # unpickled.
     install_requires=["torch>=2.5", "numpy", "safetensors"],
     extras_require=EXTRAS,
-    entry_points={"console_scripts": ["resnest-convert-weights=resnest_backbones.convert:main"]},
+    entry_points={"console_scripts": CONSOLE_SCRIPTS},
 )

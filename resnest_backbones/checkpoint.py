@@ -11,7 +11,7 @@ import re
 import sys
 import urllib.error
 from dataclasses import dataclass, field
-from typing import Dict, List, Mapping, Optional, Tuple, Union
+from typing import Dict, List, Mapping, Optional, Sequence, Tuple, Union
 from urllib.parse import urlparse
 
 import torch
@@ -31,9 +31,16 @@ CHECKPOINT_SUFFIXES = (".pth", ".pt", ".pkl", ".pyth", ".bin", ".ckpt", ".safete
 
 
 class CheckpointMismatchError(RuntimeError):
-    """The checkpoint does not fit the model; the message lists every difference (``details``: those lines)."""
+    """The checkpoint does not fit the model; the message lists every difference.
 
-    details: List[str] = []
+    Args:
+        message: the whole message.
+        details: the lines that list the differences alone, for callers that phrase the fix in their own terms.
+    """
+
+    def __init__(self, message: str, details: Sequence[str] = ()):
+        super().__init__(message)
+        self.details = list(details)
 
 
 class NotACheckpointError(RuntimeError):
@@ -58,7 +65,7 @@ class LoadReport:
                 f"{len(self.skipped)} the model does not build (classifier, unused stages)")
 
 
-def _is_url(source: str) -> bool:
+def is_url(source: str) -> bool:
     return urlparse(source).scheme in ("http", "https", "file")
 
 
@@ -239,7 +246,7 @@ def resolve_source(source: str, progress: bool = True) -> str:
     source = os.fspath(source)
     if source.startswith(PRETRAINED_SCHEME) or (source in VARIANTS and not os.path.exists(source)):
         source = resolve_pretrained(source)
-    if _is_url(source):
+    if is_url(source):
         return download(source, progress=progress)
     if not os.path.exists(source):
         close = difflib.get_close_matches(os.path.basename(source), list(VARIANTS), 1)
@@ -338,11 +345,9 @@ def load_pretrained(model: nn.Module, source: Union[str, Mapping], allow_unsafe_
                    for title, keys in (("missing keys", missing), ("unexpected keys", unexpected),
                                        ("shape mismatches", mismatched)) if keys]
         kind, advice = _mismatch_advice(state, own, missing, unexpected, mismatched, model)
-        error = CheckpointMismatchError("\n".join(
+        raise CheckpointMismatchError("\n".join(
             [f"Checkpoint {report.source} ({fmt} format{kind}) does not fit {type(model).__name__}:", *details,
-             advice]))
-        error.details = details  # the lists alone, for callers that phrase the fix in their own terms
-        raise error
+             advice]), details)
     model.load_state_dict(to_load, strict=False)
     report.loaded = sorted(to_load)
     return report

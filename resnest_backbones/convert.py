@@ -1,18 +1,17 @@
-"""Checkpoint conversion between the official/timm, detectron2 and OpenMMLab layouts (``tools/convert_weights.py``).
+"""Checkpoint conversion between the official/timm, detectron2 and OpenMMLab layouts (its command line:
+``resnest_backbones/apps/convert_weights.py``, ``tools/convert_weights.py``).
 
 Every direction goes through the official names; whatever is not part of the ResNeSt backbone (detector heads,
 the classifier when the target has none) and every entry besides the weights (optimizer state, meta, message hub)
 is reported, never dropped silently.
 """
-import argparse
 from dataclasses import dataclass, field
 from typing import Dict, List, Mapping, Optional
 
 import torch
 
 from .atomic_io import atomic_save, atomic_write
-from .checkpoint import CheckpointMismatchError, read_checkpoint, resolve_source
-from .cli import add_debug_option, refuse_existing_output, refuse_overwriting_input, run
+from .checkpoint import CheckpointMismatchError
 from .keymaps import DETECTRON2, FORMATS, OFFICIAL, OPENMMLAB, WRAPPERS, detect_format, from_official, to_official, \
     unwrap
 from .safetensors_io import SUFFIX as SAFETENSORS_SUFFIX
@@ -108,38 +107,5 @@ def save_checkpoint(checkpoint: Mapping, path: str, target: str) -> None:
         atomic_save(checkpoint, path)
 
 
-def _convert(args: argparse.Namespace) -> int:
-    source = resolve_source(args.source)  # the local file (a URL or variant name: its cached download)
-    refuse_overwriting_input(args.output, "source", source)
-    refuse_existing_output(args.output, args.overwrite)
-    checkpoint = read_checkpoint(source, allow_unsafe_pickle=args.allow_unsafe_pickle)
-    converted, report = convert_checkpoint(checkpoint, args.to, args.variant, source_name=args.source)
-    save_checkpoint(converted, args.output, args.to)
-    print(report.summary())
-    print(f"saved {args.output}")
-    return 0
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        description="Convert a ResNeSt checkpoint between the official/timm, detectron2 and OpenMMLab layouts. The "
-                    "source layout is detected; whatever is not converted is listed.")
-    parser.add_argument("source", help="checkpoint path, URL, or published variant name (e.g. resnest50)")
-    parser.add_argument("output", help="where to write the converted checkpoint: .pth (torch.save) or .safetensors; "
-                                       "never the input, never an existing file without --overwrite")
-    parser.add_argument("--to", required=True, choices=FORMATS, help="target layout")
-    parser.add_argument("--variant", help="check the weights against this variant (strict load) before saving")
-    parser.add_argument("--allow-unsafe-pickle", action="store_true",
-                        help="unpickle any object in the source (only for a file you trust: unpickling can run "
-                             "code); without it, only tensors, arrays and plain data are read")
-    parser.add_argument("--overwrite", action="store_true", help="replace OUTPUT if it exists")
-    return add_debug_option(parser)
-
-
-def main(argv: Optional[List[str]] = None) -> int:
-    """``tools/convert_weights.py``: returns the exit status (errors are one message, ``--debug`` for a traceback)."""
-    return run(_convert, build_parser(), argv)
-
-
-__all__ = ["convert_checkpoint", "dropped_entries", "save_checkpoint", "ConversionReport", "main", "OFFICIAL",
+__all__ = ["convert_checkpoint", "dropped_entries", "save_checkpoint", "ConversionReport", "OFFICIAL",
            "OPENMMLAB", "DETECTRON2"]

@@ -10,7 +10,7 @@ with ``head=True``.
 
 Example:
     >>> model = create_model("resnest50").eval()
-    >>> export_onnx(model, "resnest50.onnx", fast=True)
+    >>> export_onnx(model, "resnest50.onnx", fast_inference=True)
     >>> check_onnx("resnest50.onnx", model)  # largest relative error against eager, float
 """
 import copy
@@ -46,10 +46,11 @@ class ExportWrapper(nn.Module):
         return tuple(features[name] for name in self.output_names)
 
 
-def prepare(model: nn.Module, fast: bool = False, head: bool = False) -> ExportWrapper:
-    """Return an eval-mode :class:`ExportWrapper` of a copy of ``model``, fused if ``fast`` (``model`` is untouched)."""
+def prepare(model: nn.Module, fast_inference: bool = False, head: bool = False) -> ExportWrapper:
+    """Return an eval-mode :class:`ExportWrapper` of a copy of ``model``, fused if ``fast_inference`` (``model`` is
+    untouched)."""
     model = copy.deepcopy(model).eval()
-    if fast:
+    if fast_inference:
         model = to_fast_inference(model)
     return ExportWrapper(model, head).eval()
 
@@ -62,20 +63,20 @@ def _example(example_input: Optional[torch.Tensor], model: nn.Module) -> torch.T
 
 
 def export_torchscript(model: nn.Module, path: Optional[str] = None, example_input: Optional[torch.Tensor] = None,
-                       fast: bool = False, head: bool = False) -> torch.jit.ScriptModule:
+                       fast_inference: bool = False, head: bool = False) -> torch.jit.ScriptModule:
     """Trace ``model`` to TorchScript; save it to ``path`` if given (load with ``torch.jit.load``).
 
     Args:
         model: a ResNeSt. It is copied, so the caller's model is not changed.
         path: where to save the traced module, or None.
         example_input: tracing input; default one 224x224 RGB image.
-        fast: fuse the copy with :func:`to_fast_inference` first.
+        fast_inference: fuse the copy with :func:`to_fast_inference` first.
         head: trace the logits instead of the features.
 
     Returns:
         The traced module; it returns a tuple (see :class:`ExportWrapper`).
     """
-    wrapper = prepare(model, fast, head)
+    wrapper = prepare(model, fast_inference, head)
     example = _example(example_input, wrapper)
     with torch.no_grad(), warnings.catch_warnings():
         # The shape check in forward_features is a Python bool: tracing warns that it is recorded as a constant.
@@ -87,7 +88,7 @@ def export_torchscript(model: nn.Module, path: Optional[str] = None, example_inp
     return traced
 
 
-def export_onnx(model: nn.Module, path: str, example_input: Optional[torch.Tensor] = None, fast: bool = False,
+def export_onnx(model: nn.Module, path: str, example_input: Optional[torch.Tensor] = None, fast_inference: bool = False,
                 head: bool = False, opset: int = 17, dynamic: bool = True) -> List[str]:
     """Export ``model`` to an ONNX file at ``path``; returns the output names.
 
@@ -98,12 +99,12 @@ def export_onnx(model: nn.Module, path: str, example_input: Optional[torch.Tenso
         model: a ResNeSt (copied; the caller's model is not changed).
         path: output file.
         example_input: tracing input; default one 224x224 RGB image.
-        fast: fuse the copy with :func:`to_fast_inference` first (BN folded: a smaller, faster graph).
+        fast_inference: fuse the copy with :func:`to_fast_inference` first (BN folded: a smaller, faster graph).
         head: export the logits instead of the features.
         opset: ONNX opset version.
         dynamic: make batch, height and width dynamic axes.
     """
-    wrapper = prepare(model, fast, head)
+    wrapper = prepare(model, fast_inference, head)
     example = _example(example_input, wrapper)
     names = wrapper.output_names
     axes = None

@@ -27,8 +27,8 @@ copy of themselves. What the rewrite does:
   tracing) has static Reshapes and Slices and no shape arithmetic.
 
 The result computes the same function as the eval-mode model up to float rounding (checked in
-``tests/test_fast_inference.py``). It has no BatchNorm left to train, so it is eval-only: fusing a model in training mode
-raises, and so does switching a fused model back to training.
+``tests/test_fast_inference.py``). It has no BatchNorm left to train, so it is eval-only: fusing a model in training
+mode raises, and so does switching a fused model back to training.
 """
 import copy
 from typing import Dict, List, Optional

@@ -26,10 +26,10 @@ bit. ``tests/test_memory_efficient.py`` checks gradients, running statistics and
 
 Opt-in, and owned by this module: :func:`set_memory_efficient` (also ``create_model(..., memory_efficient=True)``,
 detectron2's ``MODEL.RESNEST.MEMORY_EFFICIENT``, OpenMMLab's ``memory_efficient=``) swaps the model's stages for
-:class:`MemoryEfficientStage` (the core's ``Stage`` and ``Bottleneck`` know nothing of it). It is not the default because
-with glibc's default heap policy it made the CPU training step slower per process (page faults; figures in
-``docs/benchmarks.md``). A swapped stage runs it for a block when it applies (:func:`applies`), otherwise its plain eager
-forward:
+:class:`MemoryEfficientStage` (the core's ``Stage`` and ``Bottleneck`` know nothing of it). It is not the default
+because with glibc's default heap policy it made the CPU training step slower per process (page faults; figures in
+``docs/benchmarks.md``). A swapped stage runs it for a block when it applies (:func:`applies`), otherwise its plain
+eager forward:
 
 * the block is training, autograd is recording, something in the block needs a gradient, on CPU or CUDA;
 * not under TorchScript, tracing, ONNX export or ``torch.compile`` (those see the plain, standard-op forward;

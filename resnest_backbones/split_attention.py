@@ -40,7 +40,8 @@ class SplitAttention(nn.Module):
         kernel_size, stride, padding, dilation (int): of the KxK convolution.
         cardinality (int): number of cardinal groups (``groups`` of the paper). Default: 1.
         radix (int): number of splits within a cardinal group. Default: 2.
-        reduction_factor (int): attention width is ``max(in_channels * radix // reduction_factor, min_attention_width)``.
+        reduction_factor (int): the attention width is
+            ``max(in_channels * radix // reduction_factor, min_attention_width)``.
             Default: 4.
         min_attention_width (int): lower bound of the attention width. Default: 32.
         norm_layer (callable): ``norm_layer(num_channels)`` returns a normalisation module (``bn0``). Default:

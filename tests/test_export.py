@@ -25,7 +25,7 @@ def small_model(**overrides):
 def test_torchscript_matches_eager(fast, tmp_path):
     model = small_model()
     path = tmp_path / "model.pt"
-    export.export_torchscript(model, str(path), TRACE_INPUT, fast=fast)
+    export.export_torchscript(model, str(path), TRACE_INPUT, fast_inference=fast)
     loaded = torch.jit.load(str(path))
     assert export.check_torchscript(loaded, model, CHECK_INPUT) < 1e-5
     assert not any(m.training for m in model.modules()) and not is_fast_inference(model)
@@ -35,7 +35,7 @@ def test_torchscript_matches_eager(fast, tmp_path):
 def test_onnx_features_match_eager(fast, tmp_path):
     model = small_model()
     path = tmp_path / "model.onnx"
-    names = export.export_onnx(model, str(path), TRACE_INPUT, fast=fast)
+    names = export.export_onnx(model, str(path), TRACE_INPUT, fast_inference=fast)
     assert names == ["res2", "res3", "res4", "res5"]
     assert export.check_onnx(str(path), model, CHECK_INPUT) < 1e-5
     if fast:  # the fused form: BN folded, split attention with static shapes only (dynamic batch, height, width)
@@ -49,7 +49,7 @@ def test_onnx_logits_and_dilated_radix1(tmp_path):
     model = randomize(rb.create_model("resnest50_fast_1s1x64d", layers=[1, 1, 1, 1], num_classes=5,
                                       output_stride=8)).eval()
     path = tmp_path / "model.onnx"
-    assert export.export_onnx(model, str(path), TRACE_INPUT, fast=True, head=True) == ["logits"]
+    assert export.export_onnx(model, str(path), TRACE_INPUT, fast_inference=True, head=True) == ["logits"]
     assert export.check_onnx(str(path), model, CHECK_INPUT, head=True) < 1e-5
 
 
@@ -76,7 +76,7 @@ def test_cli_exports_and_verifies(tmp_path):
     torch.save(model.state_dict(), weights)
     out = tmp_path / "cli.onnx"
     result = subprocess.run([sys.executable, str(ROOT / "tools" / "export.py"), "resnest14",
-                             "--format", "onnx", "--out", str(out), "--fast", "--weights", str(weights),
+                             "--format", "onnx", "--out", str(out), "--fast-inference", "--weights", str(weights),
                              "--num-classes", "5", "--size", "64"],
                             capture_output=True, text=True, cwd=ROOT)
     assert result.returncode == 0, result.stderr

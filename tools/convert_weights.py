@@ -1,14 +1,11 @@
 #!/usr/bin/env python
-"""Convert ResNeSt checkpoints between layouts; see ``python tools/convert_weights.py -h``.
-
-Examples:
-    python tools/convert_weights.py resnest50-528c19ca.pth resnest50_d2.pth --to detectron2 --variant resnest50
-    python tools/convert_weights.py resnest50-528c19ca.pth resnest50_mm.pth --to openmmlab
-    python tools/convert_weights.py mm_resnest50.pth resnest50_official.pth --to official
-"""
+"""Convert ResNeSt checkpoints between the official/timm, detectron2 and OpenMMLab layouts: ``python
+tools/convert_weights.py --help``. The logic and its documentation: resnest_backbones/apps/convert_weights.py."""
 import sys
 
-from resnest_backbones.convert import main
+import _checkout  # noqa: F401  (first: this checkout's package; OMP_WAIT_POLICY)
+
+from resnest_backbones.apps.convert_weights import main
 
 if __name__ == "__main__":
     sys.exit(main())

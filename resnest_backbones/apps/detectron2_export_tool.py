@@ -5,10 +5,21 @@ config overrides) for ResNeSt detectors from yaml or LazyConfig configs (``detec
 TorchScript by scripting or tracing (``detectron2_export``), ONNX by tracing (``detectron2_onnx``); either way the
 written file is checked against eager PyTorch on the sample image. The weights are loaded strictly and are never
 written over; neither is an earlier export, unless ``--overwrite``.
+
+Command line: ``tools/export_detectron2.py``, console entry ``resnest-export-detectron2``, or
+``python -m resnest_backbones.apps.detectron2_export_tool``::
+
+    python tools/export_detectron2.py --format onnx \
+        --config-file configs/detectron2/quickstart_mask_rcnn_s14_synthetic.yaml --output output/export \
+        MODEL.WEIGHTS output/quickstart_mask_rcnn_s14_synthetic/model_final.pth
+    python tools/export_detectron2.py --export-method scripting \
+        --config-file configs/detectron2/quickstart_mask_rcnn_s14_synthetic.yaml --output output/export \
+        MODEL.WEIGHTS output/quickstart_mask_rcnn_s14_synthetic/model_final.pth
 """
 import argparse
 import importlib
 import os
+import sys
 from typing import Optional, Sequence
 
 from ..cli import add_debug_option, refuse_existing_output, refuse_overwriting_input, run
@@ -102,3 +113,7 @@ def export_main(args: argparse.Namespace) -> str:
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Command line of ``tools/export_detectron2.py``; returns the exit status (errors are one message)."""
     return run(lambda args: export_main(args) and None, build_parser(), argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -5,10 +5,18 @@ written weights into it through ``ResNeStCheckpointer``.
 
 Not needed to run a fork model (``tools/train_net.py`` reads the fork's yaml and checkpoints directly): this is for
 leaving the fork's formats behind.
+
+Command line: ``tools/convert_fork_config.py``, console entry ``resnest-convert-fork-config``, or
+``python -m resnest_backbones.apps.detectron2_fork_convert``::
+
+    python tools/convert_fork_config.py \
+        <fork>/configs/COCO-InstanceSegmentation/mask_rcnn_ResNeSt_50_FPN_syncBN_1x.yaml \
+            mask_rcnn_s50_native.yaml --weights mask_rcnn_ResNeSt_50_FPN_syncBN_1x-f442d863.pth mask_rcnn_s50_native.pth
 """
 import argparse
 import logging
 import os
+import sys
 from typing import List, Optional, Sequence
 
 from ..atomic_io import atomic_save, atomic_write_text
@@ -82,3 +90,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
 
 __all__: List[str] = ["convert_weights", "main"]
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -10,10 +10,20 @@ The same job as detectron2's ``tools/lazyconfig_train_net.py``, reading the same
   multi-process CPU run refused naming every config path, one image per process with BN refused;
 - the synthetic shapes dataset made and registered when the config has a ``synthetic`` section (the quick start);
 - the metrics written to ``train.output_dir/eval_results.json``.
+
+Command line: ``tools/lazyconfig_train_net.py``, console entry ``resnest-lazyconfig-train-net``, or
+``python -m resnest_backbones.apps.detectron2_lazy_train``::
+
+    python tools/lazyconfig_train_net.py --config-file configs/detectron2/lazy/quickstart_mask_rcnn_s14_synthetic.py
+    python tools/lazyconfig_train_net.py --num-gpus 8 \
+            --config-file configs/detectron2/lazy/mask_rcnn_s50_fpn_syncbn_lsj_100ep_coco.py
+    python tools/lazyconfig_train_net.py --config-file <cfg> --eval-only train.init_checkpoint=<output>/model_final.pth
+    python tools/lazyconfig_train_net.py --config-file <cfg> --resume     # continue from <output>/last_checkpoint
 """
 import json
 import logging
 import os
+import sys
 import time
 
 from detectron2.config import LazyConfig, instantiate
@@ -26,7 +36,7 @@ from ..detectron2 import ResNeStCheckpointer, resnest_backbone
 from ..detectron2.resume import ResumeMismatchError
 from ..ownership import release_run_lock
 from .detectron2_data import add_synthetic_config, register_synthetic_datasets
-from .detectron2_launch import (create_ddp_model, lazy_sync_bn_keys, local_main_first,
+from .detectron2_launch import (create_ddp_model, launch_tool, lazy_sync_bn_keys, local_main_first,
                                 refuse_one_image_per_process, refuse_sync_bn_on_cpu, set_cpu_threads)
 from .detectron2_guards import explain_resume_mismatch, hold_output_dir, previous_config, require_full_weights
 from .detectron2_train import resolve_config_file
@@ -157,3 +167,14 @@ def main(args):
     if comm.is_main_process():
         logger.info(f"Done in {(time.time() - start) / 60:.1f} min")
     return results
+
+
+def cli(argv=None) -> int:
+    """``tools/lazyconfig_train_net.py`` / ``resnest-lazyconfig-train-net``: detectron2's lazyconfig_train_net
+    arguments (``--num-gpus`` also starts CPU processes), then :func:`main` in every process; returns the exit
+    status."""
+    return launch_tool(main, argv)
+
+
+if __name__ == "__main__":
+    sys.exit(cli())

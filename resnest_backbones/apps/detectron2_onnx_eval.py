@@ -6,10 +6,17 @@ The ONNX model runs through the ONNX runner (``resnest_backbones.onnx_runner``) 
 would: its reading, resizing and mask pasting are evaluated too, not only the graph. The PyTorch model runs through
 detectron2's test loader, as ``tools/train_net.py --eval-only``. The tool fails when an AP differs by more than
 ``--max-ap-difference`` (0.3 points by default).
+
+Command line: ``tools/eval_onnx_detectron2.py``, console entry ``resnest-eval-onnx-detectron2``, or
+``python -m resnest_backbones.apps.detectron2_onnx_eval``::
+
+    python tools/eval_onnx_detectron2.py --config-file configs/detectron2/quickstart_mask_rcnn_s14_synthetic.yaml \
+            --onnx output/export/model.onnx MODEL.WEIGHTS output/quickstart_mask_rcnn_s14_synthetic/model_final.pth
 """
 import argparse
 import json
 import os
+import sys
 import tempfile
 from typing import Dict, List, Optional, Sequence, Tuple
 
@@ -137,3 +144,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Command line of ``tools/eval_onnx_detectron2.py``; returns the exit status (errors are one message)."""
     return run(lambda args: eval_main(args) and None, build_parser(), argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -6,11 +6,21 @@ What this adds to detectron2's defaults: ResNeSt-aware checkpoint loading (``Res
 option (``SOLVER.OPTIMIZER``), COCO/LVIS evaluators chosen by the dataset's ``evaluator_type`` (pycocotools' pure
 Python COCO evaluation, since the offline detectron2 has no compiled fast evaluator), the synthetic datasets, and a few
 held-out images drawn with their ground truth beside the predictions (``detectron2_visualize``).
+
+Command line: ``tools/train_net.py``, console entry ``resnest-train-net``, or
+``python -m resnest_backbones.apps.detectron2_train``::
+
+    python tools/train_net.py --config-file configs/detectron2/quickstart_mask_rcnn_s14_synthetic.yaml
+    python tools/train_net.py --config-file configs/detectron2/mask_rcnn_s50_fpn_syncbn_range-scale_1x_coco.yaml \
+            --num-gpus 8
+    python tools/train_net.py --config-file <cfg> --eval-only MODEL.WEIGHTS <output>/model_final.pth
+    python tools/train_net.py --config-file configs/detectron2/quickstart_mask_rcnn_s14_synthetic.yaml --num-gpus 2
 """
 import copy
 import json
 import logging
 import os
+import sys
 import time
 import weakref
 from collections import OrderedDict
@@ -34,8 +44,8 @@ from .detectron2_data import add_synthetic_config, register_synthetic_datasets
 from .detectron2_guards import (explain_resume_mismatch, hold_output_dir, previous_config, read_yaml_config,
                                 require_full_weights)
 from .detectron2_visualize import visualize_predictions
-from .detectron2_launch import (check_sync_bn_on_cpu, create_ddp_model, is_cpu_distributed, local_main_first,
-                                refuse_one_image_per_process, set_cpu_threads)
+from .detectron2_launch import (check_sync_bn_on_cpu, create_ddp_model, is_cpu_distributed, launch_tool,
+                                local_main_first, refuse_one_image_per_process, set_cpu_threads)
 
 # A child of detectron2's logger, so default_setup's handlers print it (and log.txt keeps it).
 logger = logging.getLogger("detectron2.resnest_backbones")
@@ -266,3 +276,13 @@ def main(args):
             else OrderedDict([(cfg.DATASETS.TEST[0], results)])
         logger.info(f"Done in {(time.time() - start) / 60:.1f} min: {_summary(named)}")
     return results
+
+
+def cli(argv=None) -> int:
+    """``tools/train_net.py`` / ``resnest-train-net``: detectron2's train_net arguments (``--num-gpus`` also starts
+    CPU processes), then :func:`main` in every process; returns the exit status."""
+    return launch_tool(main, argv)
+
+
+if __name__ == "__main__":
+    sys.exit(cli())

@@ -29,7 +29,7 @@ from iopath.common.file_io import PathHandler
 from torch import nn
 
 from ..atomic_io import atomic_save, atomic_write_text
-from ..checkpoint import PRETRAINED_SCHEME, CheckpointMismatchError, NotACheckpointError, _is_url, download, \
+from ..checkpoint import PRETRAINED_SCHEME, CheckpointMismatchError, NotACheckpointError, download, is_url, \
     folder_given, load_pretrained, read_checkpoint, resolve_pretrained
 from ..keymaps import OFFICIAL, OPENMMLAB, detect_format, to_official, unwrap
 from ..resnest import ResNeSt
@@ -71,7 +71,7 @@ def find_resnest(model: nn.Module) -> Tuple[Optional[str], Optional[ResNeSt]]:
     return None, None
 
 
-def _is_backbone_only(checkpoint: Mapping) -> Optional[str]:
+def backbone_only_format(checkpoint: Mapping) -> Optional[str]:
     """The layout name when ``checkpoint`` holds only ResNeSt backbone weights, else None (a full detector)."""
     try:
         state = unwrap(checkpoint)
@@ -104,7 +104,7 @@ class ResNeStCheckpointer(DetectionCheckpointer):
 
     # ----- loading
     def load(self, path, *args, **kwargs):
-        if path and _is_url(path):
+        if path and is_url(path):
             path = download(path)  # the core's cache, keyed by URL (iopath's is keyed by the URL's path only)
         elif path and "://" not in path and not os.path.isfile(path):
             what = folder_given(path) if os.path.isdir(path) else f"{path}: no such file."
@@ -118,7 +118,7 @@ class ResNeStCheckpointer(DetectionCheckpointer):
         raw = read_checkpoint(filename, self.allow_unsafe_pickle)
         if not isinstance(raw, Mapping):
             raise NotACheckpointError(f"{filename} holds a {type(raw).__name__}, not a checkpoint (a dict of weights)")
-        fmt = _is_backbone_only(raw)
+        fmt = backbone_only_format(raw)
         if fmt is not None:
             _, state = to_official(raw)
             return {"model": state, _BACKBONE_ONLY: (fmt, filename)}
