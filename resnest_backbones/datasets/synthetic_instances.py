@@ -34,13 +34,13 @@ refused unless ``overwrite=True``, which deletes exactly the recorded files.
 import json
 import math
 import os
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, Sequence, Tuple
 
 import numpy as np
 from PIL import Image, ImageDraw
 
 from ..atomic_io import atomic_write_text
-from .manifest import MANIFEST, claim, complete
+from .manifest import claim, complete
 
 CLASSES = ("circle", "square", "triangle")
 _LVIS_HOST = "http://images.cocodataset.org/"
@@ -220,8 +220,6 @@ def make_synthetic_dataset(root: str, num_train: int = 800, num_val: int = 100, 
     arguments = dict(version=_FORMAT_VERSION, num_train=num_train, num_val=num_val, image_size=image_size,
                      objects_per_image=list(objects_per_image), object_size=list(object_size), seed=seed,
                      image_format=image_format)
-    if _legacy_meta(paths["root"]) == arguments and all(os.path.exists(p) for p in paths.values()):
-        return paths  # made by a version without a file record, with these arguments: reuse, never modify
     files = [f"images/{split}/{index:06d}.{image_format}" for split, count in (("train", num_train), ("val", num_val))
              for index in range(1, count + 1)]
     files += [os.path.relpath(paths[key], paths["root"]) for key in ("coco_train", "coco_val", "lvis_train",
@@ -239,13 +237,3 @@ def make_synthetic_dataset(root: str, num_train: int = 800, num_val: int = 100, 
     _write_json(paths["lvis_val"], _lvis_json(*val, train_annotations=train[1]))
     complete(paths["root"], _MAKER, arguments, files)  # last: marks the dataset complete
     return paths
-
-
-def _legacy_meta(root: str) -> Optional[Dict]:
-    """The arguments recorded by versions before the file record (a flat dict), if that is what ``root`` has."""
-    try:
-        with open(os.path.join(root, MANIFEST)) as f:
-            meta = json.load(f)
-    except (OSError, ValueError):
-        return None
-    return meta if isinstance(meta, dict) and "files" not in meta else None

@@ -30,14 +30,13 @@ Cityscapes layout (labels: trainIds 0..N-1, 255 = ignore)::
     leftImg8bit/train/<city>/<city>_000000_000001_leftImg8bit.png
     gtFine/train/<city>/<city>_000000_000001_gtFine_labelTrainIds.png      (and the same under val/)
 """
-import json
 import os
 from typing import Callable, Dict, List, Sequence, Tuple
 
 import numpy as np
 from PIL import Image, ImageDraw
 
-from .manifest import MANIFEST, claim, complete
+from .manifest import claim, complete
 
 # Spelled as mmseg's ADE20KDataset spells them (its 'bed ' has a trailing space): mmseg matches classes by name.
 ADE20K_CLASSES = ("wall", "building", "sky", "floor", "tree", "ceiling", "road", "bed ", "windowpane", "grass")
@@ -98,18 +97,6 @@ def _scene(rng: np.random.Generator, size: Tuple[int, int], looks) -> Tuple[np.n
     return np.clip(canvas, 0, 255).astype(np.uint8), labels
 
 
-def _legacy_reuse(root: str, meta: Dict) -> bool:
-    """Whether ``root`` was made with these arguments by a version before the file record (reused, not modified)."""
-    path = os.path.join(root, MANIFEST)
-    if os.path.isfile(path):
-        with open(path) as handle:
-            try:
-                return json.load(handle) == meta
-            except ValueError:
-                return False
-    return False
-
-
 def _check_args(num_classes: int, known: Sequence[str], image_size: Sequence[int], num_train: int, num_val: int):
     if not 2 <= num_classes <= len(known):
         raise ValueError(f"num_classes must be in [2, {len(known)}], got {num_classes}")
@@ -129,8 +116,6 @@ def _generate(root, layout, known, num_train, num_val, image_size, num_classes, 
                 num_classes=num_classes, seed=seed, version=1)
     result = {"root": root, "classes": tuple(known[:num_classes]), "train_images": num_train,
               "val_images": num_val}
-    if _legacy_reuse(root, meta):
-        return result
     splits = (("train", num_train, 0), ("val", num_val, 1))
     files = [name for split, count, _ in splits for index in range(1, count + 1) for name in names(split, index)]
     if claim(root, f"make_{layout}_layout", meta, files, overwrite):
