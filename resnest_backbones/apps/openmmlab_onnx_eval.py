@@ -11,6 +11,7 @@ PyTorch model's from ``mim test``.
 import argparse
 import copy
 import json
+import numbers
 import os
 import sys
 from typing import Dict, Optional, Sequence
@@ -29,8 +30,8 @@ def _runtime_error(error: Exception, onnx_path: str) -> Optional[Exception]:
     return None
 
 
-def evaluate(deploy_cfg: str, model_cfg: str, onnx_path: str, work_dir: str, cfg_options: Optional[Dict] = None,
-             show_dir: Optional[str] = None) -> Dict[str, float]:
+def evaluate(deploy_cfg: str, model_cfg: str, onnx_path: str, work_dir: str,
+             cfg_options: Optional[Dict] = None) -> Dict[str, float]:
     """Metrics of the ONNX model on ``model_cfg``'s test split (see the module docstring)."""
     from mmdeploy.apis import build_task_processor
 
@@ -46,8 +47,7 @@ def evaluate(deploy_cfg: str, model_cfg: str, onnx_path: str, work_dir: str, cfg
     loader["batch_size"] = 1
     loader["dataset"] = task_processor.build_dataset(loader["dataset"])
     onnx_model = build_onnx_model(task_processor, onnx_path)
-    runner = task_processor.build_test_runner(onnx_model, work_dir, show_dir=show_dir,
-                                              dataloader=task_processor.build_dataloader(loader))
+    runner = task_processor.build_test_runner(onnx_model, work_dir, dataloader=task_processor.build_dataloader(loader))
     try:
         metrics = runner.test()
     except Exception as error:
@@ -71,7 +71,6 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--device", default="cpu", help="cpu (ONNX Runtime's CPU provider)")
     parser.add_argument("--cfg-options", nargs="+", action=DictAction, help="override model config keys, e.g. "
                         "test_dataloader.dataset.data_root=data/x/")
-    parser.add_argument("--show-dir", help="draw the predictions of the test images into this directory")
     return add_debug_option(parser)
 
 
@@ -81,9 +80,10 @@ def _evaluate(args) -> None:
         raise ValueError(f"--device {args.device}: this evaluation runs ONNX Runtime's CPU provider: use --device cpu")
     require_deploy_stack()
     os.makedirs(args.work_dir, exist_ok=True)
-    metrics = evaluate(args.deploy_cfg, args.model_cfg, args.onnx, args.work_dir, args.cfg_options, args.show_dir)
+    metrics = evaluate(args.deploy_cfg, args.model_cfg, args.onnx, args.work_dir, args.cfg_options)
     print(f"ONNX Runtime, {args.onnx}: " + ", ".join(
-        f"{key}: {value:.4f}" if isinstance(value, float) else f"{key}: {value}" for key, value in metrics.items()))
+        f"{key}: {float(value):.4f}" if isinstance(value, numbers.Real) else f"{key}: {value}"
+        for key, value in metrics.items()))
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
