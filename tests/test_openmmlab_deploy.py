@@ -99,6 +99,7 @@ DETECTORS = [  # (config, deploy config, static or dynamic)
     ("faster-rcnn_s50_fpn_syncbn-backbone+head_ms-range-1x_coco.py", DETECTION, "dynamic"),
     ("cascade-rcnn_s50_fpn_syncbn-backbone+head_ms-range-1x_coco.py", DETECTION, "static"),
     ("mask-rcnn_s50_fpn_syncbn-backbone+head_ms-1x_coco.py", INSTANCE, "dynamic"),
+    ("cascade-mask-rcnn_s50_fpn_syncbn-backbone+head_ms-1x_coco.py", INSTANCE, "dynamic"),
 ]
 
 

@@ -19,6 +19,9 @@ mmdet model exported in the process, not only ResNeSt ones.
   kernel is the export size divided by the output size, which differs from adaptive pooling when the size is no
   multiple of the output size, and at any other size of a dynamic graph (measured: 10-20% off). Ours computes each
   window's mean from cumulative sums, with the windows computed from the input size.
+- ``CascadeRoIHead.predict_mask``: mmdeploy's version averages the stages' mask logits and applies the sigmoid
+  after; mmdet averages the stages' probabilities (measured: mask IoU 0.67-0.84 against PyTorch). Ours averages
+  the probabilities.
 - ``TwoStageDetector.forward``: mmdeploy's version takes the image size from the input tensor, which the data
   preprocessor has padded to ``pad_size_divisor``: boxes are then clipped to the padding, not to the image (mmdet
   clips to the image). Ours takes the image unpadded and pads it inside the graph, as the data preprocessor does;
@@ -31,6 +34,7 @@ import torch
 import torch.nn.functional as F
 from mmdeploy.core import FUNCTION_REWRITER, SYMBOLIC_REWRITER
 from mmdeploy.mmcv.ops.nms import ONNXNMSop
+from mmdeploy.codebase.mmdet.deploy import get_post_processing_params
 from mmdeploy.utils import get_ir_config, is_dynamic_shape
 from mmdet.structures.bbox import get_box_tensor
 from mmengine.config import ConfigDict
@@ -152,6 +156,28 @@ def bbox_head__predict_by_feat(self, rois: Tensor, cls_scores: Tensor, bbox_pred
                          rcnn_test_cfg.score_thr, max_num)
     dets = torch.cat([boxes[keep], scores[keep, None]], dim=1)
     return dets[None], labels[keep][None]
+
+
+@FUNCTION_REWRITER.register_rewriter("mmdet.models.roi_heads.cascade_roi_head.CascadeRoIHead.predict_mask",
+                                     backend=BACKEND)
+def cascade_roi_head__predict_mask(self, x: Tuple[Tensor], batch_img_metas: List[dict],
+                                   results_list: Tuple[Tensor, Tensor], rescale: bool = False):
+    """``(dets, labels, masks [1, N, 28, 28])``: each detection's mask probabilities for its class, the mean over
+    the stages of their sigmoid, as mmdet's ``merge_aug_masks`` (pasted outside the graph)."""
+    dets, labels = results_list
+    _one_image(dets)
+    if get_post_processing_params(FUNCTION_REWRITER.get_context().cfg).get("export_postprocess_mask", False):
+        raise ValueError("Cascade mask heads export their 28x28 masks: set codebase_config.post_processing."
+                         "export_postprocess_mask=False in the deploy config (as configs/mmdeploy/ do)")
+    boxes = dets[0, :, :4]
+    rois = torch.cat([boxes.new_zeros(boxes.shape[0], 1), boxes], dim=1)  # (image index 0, box)
+    probabilities = sum(self._mask_forward(stage, x, rois)["mask_preds"].sigmoid()
+                        for stage in range(self.num_stages)) / self.num_stages
+    if not self.mask_head[-1].class_agnostic:
+        probabilities = probabilities[torch.arange(boxes.shape[0], device=boxes.device), labels[0]]
+    else:
+        probabilities = probabilities[:, 0]
+    return dets, labels, probabilities[None]
 
 
 @FUNCTION_REWRITER.register_rewriter("torch.nn.functional.adaptive_avg_pool2d", backend=BACKEND)
