@@ -336,9 +336,11 @@ def test_bad_nms_without_onnx_operator(tmp_path, data):
     """mmdet's soft-NMS has no ONNX operator: refused at export, naming the key."""
     cfg = tiny_detector(DETECTORS[1][0])
     cfg.model.test_cfg.rcnn.nms = dict(type="soft_nms", iou_threshold=0.5)
+    model = build(cfg)
     from mmdeploy.apis import build_task_processor
     deploy_cfg, _ = openmmlab_onnx.load_configs(resnest_backbones.config_path(DETECTION.format("static")),
-                                                _save(str(tmp_path), cfg, build(cfg))[0])
+                                                _save(str(tmp_path), cfg, model)[0])
     with pytest.raises(ValueError, match=r"model\.test_cfg\.rcnn\.nms\.type='soft_nms' has no ONNX operator"):
-        openmmlab_deploy.export_onnx(build(cfg), build_task_processor(cfg, deploy_cfg, "cpu"), data["shapes"][0],
+        openmmlab_deploy.export_onnx(model, build_task_processor(cfg, deploy_cfg, "cpu"), data["shapes"][0],
                                      str(tmp_path / "end2end.onnx"))
+    assert not (tmp_path / "end2end.onnx").exists()
