@@ -32,9 +32,9 @@ from typing import List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
+from mmdeploy.codebase.mmdet.deploy import get_post_processing_params
 from mmdeploy.core import FUNCTION_REWRITER, SYMBOLIC_REWRITER
 from mmdeploy.mmcv.ops.nms import ONNXNMSop
-from mmdeploy.codebase.mmdet.deploy import get_post_processing_params
 from mmdeploy.utils import get_ir_config, is_dynamic_shape
 from mmdet.structures.bbox import get_box_tensor
 from mmengine.config import ConfigDict
