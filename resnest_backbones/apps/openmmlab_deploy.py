@@ -164,7 +164,7 @@ def check_against_pytorch(onnx_model, reference, task_processor, image: str) -> 
     return samples
 
 
-def _path(name: str, what: str) -> str:
+def config_file(name: str, what: str) -> str:
     """An existing file: ``name`` itself, else a shipped config of that name (``mmdeploy/...``, ``mmdet/...``)."""
     if os.path.isfile(name):
         return name
@@ -190,7 +190,7 @@ def deploy(deploy_cfg: str, model_cfg: str, checkpoint: str, image: str, work_di
     from mmdeploy.apis import build_task_processor
 
     from .openmmlab_onnx import build_onnx_model, load_configs, summary
-    deploy_cfg, model_cfg = _path(deploy_cfg, "deploy config"), _path(model_cfg, "model config")
+    deploy_cfg, model_cfg = config_file(deploy_cfg, "deploy config"), config_file(model_cfg, "model config")
     for path, what in ((checkpoint, "checkpoint"), (image, "image"), *((t, "--test-img") for t in test_images or ())):
         if not os.path.isfile(path):
             raise FileNotFoundError(f"{what} {path} does not exist")

@@ -35,11 +35,11 @@ def evaluate(deploy_cfg: str, model_cfg: str, onnx_path: str, work_dir: str,
     """Metrics of the ONNX model on ``model_cfg``'s test split (see the module docstring)."""
     from mmdeploy.apis import build_task_processor
 
-    from .openmmlab_deploy import _path
+    from .openmmlab_deploy import config_file
     from .openmmlab_onnx import build_onnx_model, load_configs
     if not os.path.isfile(onnx_path):
         raise FileNotFoundError(f"ONNX file {onnx_path} does not exist: make it with tools/deploy_openmmlab.py")
-    deploy, model = load_configs(_path(deploy_cfg, "deploy config"), _path(model_cfg, "model config"))
+    deploy, model = load_configs(config_file(deploy_cfg, "deploy config"), config_file(model_cfg, "model config"))
     if cfg_options:
         model.merge_from_dict(cfg_options)
     task_processor = build_task_processor(model, deploy, "cpu")
