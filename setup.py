@@ -13,7 +13,7 @@ FRAMEWORKS = {
 # (_base_/) travel with them, so their relative `_base_` paths resolve after a pip install too; so do the
 # detectron2 LazyConfigs' relative imports of lazy/common/.
 CONFIG_DIRS = ("", "detectron2", "detectron2/lazy", "detectron2/lazy/common", "mmdet", "mmdet/_base_", "mmseg",
-               "mmseg/_base_")
+               "mmseg/_base_", "mmdeploy", "mmdeploy/_base_", "mmdeploy/mmdet", "mmdeploy/mmseg")
 CONFIG_PACKAGES = {("resnest_backbones.configs." + sub.replace("/", ".")).rstrip("."): ("configs/" + sub).rstrip("/")
                    for sub in CONFIG_DIRS}
 # Every user-facing tool (tools/<name>.py launches the same function), usable after a plain pip install.
@@ -32,7 +32,11 @@ CONSOLE_SCRIPTS = [
     "resnest-benchmark-compile=resnest_backbones.apps.benchmark.compile:main",
 ]
 EXTRAS = dict(FRAMEWORKS)
-EXTRAS["all"] = sorted({req for reqs in FRAMEWORKS.values() for req in reqs})
+# mmdeploy 1.3.1 itself cannot be an extra: its wheel pins protobuf<=3.20.2, which current onnx refuses, so pip
+# cannot resolve both. Install it with `pip install --no-deps mmdeploy==1.3.1` (tools/setup_env.sh does); this extra
+# adds what its ONNX export and ONNX Runtime paths import beyond the mmdet / mmseg extras (aenum) and the runtime.
+EXTRAS["deploy"] = ["aenum", "onnx", "onnxruntime"]
+EXTRAS["all"] = sorted({req for reqs in EXTRAS.values() for req in reqs})
 EXTRAS["dev"] = ["pytest", "timm", "onnx", "onnxruntime", "fvcore", "matplotlib"]
 
 setup(

@@ -462,14 +462,20 @@ class FastInferenceOption:
         if self._fused is None:
             plain = copy.deepcopy(self)
             plain.fast_inference = False
-            object.__setattr__(self, "_fused", to_fast_inference(plain))
+            # Inference only (no gradient reaches the registered weights through it); tracing (ONNX export) takes
+            # its tensors as constants, which it refuses for tensors that require grad.
+            object.__setattr__(self, "_fused", to_fast_inference(plain).requires_grad_(False))
         return self._fused.forward_features(x)
 
     def _drop_fused(self) -> None:
         object.__setattr__(self, "_fused", None)
 
     def _apply(self, fn, *args, **kwargs):
-        self._drop_fused()  # .to() / .cuda() / .half() do not reach the unregistered copy: rebuild it after
+        # .to() / .cuda() / .half() do not reach the unregistered copy on their own: convert it the same way. (Not
+        # dropping it keeps exports working: mmdeploy calls .cpu() right before tracing, and a copy rebuilt inside
+        # the trace would record the initialisation of its new convolutions.)
+        if self._fused is not None:
+            self._fused._apply(fn, *args, **kwargs)
         return super()._apply(fn, *args, **kwargs)
 
     def train(self, mode: bool = True):

@@ -46,8 +46,9 @@ def test_openmmlab_configs_load_from_the_installed_layout(wheel, tmp_path):
     give the same config as in the checkout."""
     zipfile.ZipFile(wheel).extractall(tmp_path)
     installed = tmp_path / "resnest_backbones" / "configs"
-    paths = sorted(p for framework in ("mmdet", "mmseg") for p in (installed / framework).glob("*.py"))
-    assert len(paths) == len([p for fw in ("mmdet", "mmseg") for p in (ROOT / "configs" / fw).glob("*.py")])
+    folders = ("mmdet", "mmseg", "mmdeploy/mmdet", "mmdeploy/mmseg")  # deploy configs: mmdeploy's config layout
+    paths = sorted(p for folder in folders for p in (installed / folder).glob("*.py"))
+    assert len(paths) == len([p for folder in folders for p in (ROOT / "configs" / folder).glob("*.py")])
     for path in paths:
         config = Config.fromfile(str(path)).to_dict()
         assert config == Config.fromfile(str(ROOT / "configs" / path.relative_to(installed))).to_dict(), path.name
@@ -59,7 +60,7 @@ def test_every_config_named_in_docs_and_code_is_shipped():
     sources = [ROOT / "README.md", *(ROOT / "docs").glob("*.md"), *(ROOT / "resnest_backbones").rglob("*.py"),
                *(ROOT / "tools").glob("*"), *(ROOT / "configs").rglob("*.py"), *(ROOT / "configs").rglob("*.yaml")]
     named = re.compile(r"config_path\(\s*[\"']([^\"'<>{}]+)[\"']"  # config_path("mmdet/...")
-                       r"|configs/((?:detectron2|mmdet|mmseg)/[\w.+/-]+\.(?:py|yaml))")  # configs/mmdet/...
+                       r"|configs/((?:detectron2|mmdet|mmseg|mmdeploy)/[\w.+/-]+\.(?:py|yaml))")  # configs/mmdet/...
     checked, missing = 0, []
     for source in sources:
         if not source.is_file():

@@ -48,6 +48,8 @@ STEPS = {
     "setuptools": lambda: int(version("setuptools").split(".")[0]) < 81 and __import__("pkg_resources"),
     "torch": lambda: __import__("torch") and __import__("torchvision"),
     "deps": _deps,
+    # mmdeploy is imported by the deploy tools only: its version and aenum (the one run-time dependency it adds).
+    "deploy": lambda: version("mmdeploy") == "1.3.1" and __import__("aenum"),
     "mmcv": lambda: version("mmcv") == sys.argv[1] and __import__("mmcv.ops"),
     "detectron2": lambda: __import__("detectron2._C") and __import__("detectron2.modeling"),
     "self": _self,

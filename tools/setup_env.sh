@@ -7,7 +7,10 @@
 #   1. setuptools<81 (mmcv's build, mim, mmengine's Config and detectron2's model_zoo import pkg_resources);
 #   2. torch 2.14.1 / torchvision 0.29.1 when no torch is importable; every later pip call is constrained to the
 #      installed torch so nothing can pull another one;
-#   3. pure-Python dependencies (timm, safetensors, pycocotools, lvis, mmengine, mmdet, mmseg, openmim, onnx, ...);
+#   3. pure-Python dependencies (timm, safetensors, pycocotools, lvis, mmengine, mmdet, mmseg, openmim, onnx, ...),
+#      and mmdeploy
+#      1.3.1 without its declared dependencies (its wheel pins protobuf<=3.20.2, which current onnx refuses) plus
+#      aenum, the one of them its ONNX export and ONNX Runtime paths import that the rest does not bring;
 #   4. mmcv 2.1.0 WITH compiled ops, built from its sdist against the installed torch. mmcv hard-codes -std=c++17,
 #      torch >= 2.10 headers need C++20: the unpacked sdist gets that one flag changed, nothing else. The wheel is
 #      cached in $RESNEST_CACHE so a second environment on the same machine does not rebuild it;
@@ -27,7 +30,7 @@ log() { printf '[setup_env %4ss] %s\n' "$(( $(date +%s) - start ))" "$*"; }
 pip_() { "$PY" -m pip install --disable-pip-version-check -q -c "$CACHE/constraints.txt" "$@"; }
 
 missing=$("$PY" "$ROOT/tools/setup_check.py" "$MMCV_VERSION" "$ROOT" 2>/dev/null) \
-  || missing="setuptools torch deps mmcv detectron2 self"
+  || missing="setuptools torch deps deploy mmcv detectron2 self"
 needs() { [[ " $missing " == *" $1 "* ]]; }
 log "to do: ${missing:-nothing, already set up}"
 
@@ -65,6 +68,18 @@ if needs deps; then
   pip_ --no-deps "openmim==0.3.9"
   pip_ click colorama model-index pandas requests rich
   log "note: pip's 'openmim 0.3.9 requires opendatalab, which is not installed' is expected (left out on purpose)"
+fi
+
+# ---- 3b. mmdeploy (tools/deploy_openmmlab.py, tools/test_openmmlab_onnx.py)
+if needs deploy; then
+  log "installing mmdeploy 1.3.1 without its declared dependencies, and aenum"
+  # mmdeploy 1.3.1 declares protobuf<=3.20.2 (current onnx needs a newer one: pip cannot install both), aenum,
+  # grpcio, multiprocess, matplotlib, prettytable, six, terminaltables. Measured on the export and ONNX Runtime
+  # paths: it imports aenum (to register codebases); grpcio (SNPE) and multiprocess (a fallback when
+  # torch.multiprocessing is missing) are never imported there; the rest comes with step 3.
+  pip_ --no-deps "mmdeploy==1.3.1"
+  pip_ aenum
+  log "note: pip's 'mmdeploy 1.3.1 requires protobuf<=3.20.2 / grpcio / multiprocess' is expected (left out on purpose)"
 fi
 
 # ---- 4. mmcv with compiled ops
@@ -123,7 +138,9 @@ if needs self; then
 fi
 [ -z "$missing" ] || "$PY" - <<'EOF'
 import detectron2, mmcv, mmcv.ops, mmdet, mmseg, mmengine, timm, lvis, pycocotools, resnest_backbones
+import mmdeploy, mmdeploy.apis, onnxruntime
 print(f"  detectron2 {detectron2.__version__}, mmcv {mmcv.__version__} (ops), mmdet {mmdet.__version__}, "
-      f"mmseg {mmseg.__version__}, mmengine {mmengine.__version__}, timm {timm.__version__}")
+      f"mmseg {mmseg.__version__}, mmengine {mmengine.__version__}, timm {timm.__version__}, "
+      f"mmdeploy {mmdeploy.__version__}, onnxruntime {onnxruntime.__version__}")
 EOF
 log "done"
