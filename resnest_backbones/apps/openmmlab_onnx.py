@@ -109,7 +109,7 @@ def load_configs(deploy_cfg: str, model_cfg: str):
     backend = deploy.get("backend_config", {}).get("type")
     if backend != Backend.ONNXRUNTIME.value or deploy.get("onnx_config", {}).get("type") != "onnx":
         raise DeployError(f"{deploy_cfg} deploys to {backend!r}; these tools export and check ONNX for ONNX Runtime: "
-                          "use a deploy config from configs/mmdeploy/ (for TensorRT, see docs/deploy-openmmlab.md)")
+                          "use a deploy config from configs/mmdeploy/ (for TensorRT, see docs/deploy.md)")
     return deploy, model
 
 
