@@ -30,6 +30,7 @@ CONSOLE_SCRIPTS = [
     "resnest-benchmark=resnest_backbones.apps.benchmark.peers:main",
     "resnest-benchmark-variants=resnest_backbones.apps.benchmark.variant_sweep:main",
     "resnest-benchmark-compile=resnest_backbones.apps.benchmark.compile:main",
+    "resnest-benchmark-deploy=resnest_backbones.apps.benchmark.deploy:main",
 ]
 EXTRAS = dict(FRAMEWORKS)
 # mmdeploy 1.3.1 itself cannot be an extra: its wheel pins protobuf<=3.20.2, which current onnx refuses, so pip

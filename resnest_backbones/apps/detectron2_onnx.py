@@ -67,8 +67,6 @@ def export_onnx(model: nn.Module, image: torch.Tensor, path: str, metadata: Dict
         metadata: the runner's settings (``Deployment.runner_metadata()``), stored under ``METADATA_KEY``.
         opset: ONNX opset version.
     """
-    import onnx
-
     training = [name or "<model>" for name, module in model.named_modules() if module.training]
     if training:
         raise ValueError(f"Export a model in eval mode: call model.eval() first (the export traces inference); in "
@@ -80,7 +78,16 @@ def export_onnx(model: nn.Module, image: torch.Tensor, path: str, metadata: Dict
     if find_resnest(model)[1] is None:
         raise ValueError("The model has no ResNeSt backbone: set MODEL.BACKBONE.NAME to build_resnest_fpn_backbone "
                          "(this export writes the ResNeSt backbone in its fused form)")
-    adapter = detectron2_export().TracingAdapter(fast_inference_copy(model), (image,), _inference).eval()
+    return trace_to_onnx(fast_inference_copy(model), image, path, metadata, opset)
+
+
+def trace_to_onnx(model: nn.Module, image: torch.Tensor, path: str, metadata: Dict, opset: int = OPSET) -> List[str]:
+    """The tracing export itself (no checks, no fusing): ``model`` through detectron2's ``TracingAdapter`` and
+    ``torch.onnx.export`` to ``path``; returns the output names. Also exports detectron2's own R-CNNs (the
+    benchmark's ResNet-50 baseline)."""
+    import onnx
+
+    adapter = detectron2_export().TracingAdapter(model, (image,), _inference).eval()
     with torch.no_grad():
         adapter(image)  # records the output schema, which names the outputs
     names = _output_names(adapter.outputs_schema)
