@@ -333,6 +333,8 @@ class ResNeSt(nn.Module):
                 self._check_input_batch_and_dtype(x)
         x = self.forward_stem(x)
         outputs: Dict[str, torch.Tensor] = {}
+        # Unrolled on purpose: straight-line code that TorchScript compiles (its stages may be None) and that every
+        # tracer reads as it is.
         if self.layer1 is not None:
             x = self.layer1(x)
             if "res2" in self.out_features:
