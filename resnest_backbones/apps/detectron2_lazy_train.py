@@ -26,7 +26,7 @@ from ..detectron2 import ResNeStCheckpointer, resnest_backbone
 from .detectron2_data import add_synthetic_config, register_synthetic_datasets
 from .detectron2_launch import (create_ddp_model, lazy_sync_bn_keys, local_main_first,
                                 refuse_one_image_per_process, refuse_sync_bn_on_cpu, set_cpu_threads)
-from .detectron2_train import resolve_config_file
+from .detectron2_train import ExpectedTimeHook, resolve_config_file
 
 logger = logging.getLogger("detectron2.resnest_backbones")
 
@@ -91,6 +91,14 @@ def do_test(cfg, model):
     return results
 
 
+def _test_datasets(cfg):
+    """Names of the registered datasets ``do_test`` evaluates on (none without an evaluator)."""
+    if "evaluator" not in cfg.dataloader or "test" not in cfg.dataloader:
+        return ()
+    names = cfg.dataloader.test.dataset.get("names", ())
+    return (names,) if isinstance(names, str) else tuple(names)
+
+
 def do_train(args, cfg):
     """Train as detectron2's ``lazyconfig_train_net.py`` does (its hooks, in its order)."""
     model = instantiate(cfg.model)
@@ -110,6 +118,8 @@ def do_train(args, cfg):
         hooks.EvalHook(cfg.train.eval_period, lambda: do_test(cfg, model)),
         hooks.PeriodicWriter(default_writers(cfg.train.output_dir, cfg.train.max_iter),
                              period=cfg.train.log_period) if main else None,
+        ExpectedTimeHook(_test_datasets(cfg), cfg.train.eval_period,
+                         cfg.dataloader.train.get("total_batch_size", 1)),
     ])
     checkpointer.resume_or_load(cfg.train.init_checkpoint, resume=args.resume)
     # The checkpoint holds the iteration that just finished: resume at the next one.

@@ -16,7 +16,7 @@ import weakref
 from collections import OrderedDict
 
 import torch
-from detectron2.data import MetadataCatalog
+from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.engine import AMPTrainer, DefaultTrainer, SimpleTrainer, default_setup, hooks
 from detectron2.engine.train_loop import TrainerBase
 from detectron2.evaluation import COCOEvaluator, LVISEvaluator, verify_results
@@ -27,6 +27,7 @@ from .. import config_path
 from ..compat import lvis_on_numpy2
 from ..detectron2 import ResNeStCheckpointer, find_resnest, load_config
 from ..detectron2.config import CN
+from ..expected_time import FirstIterationsClock, evaluations_left, expected_time_message, process_seconds
 from ..fast_inference import to_fast_inference
 from .detectron2_data import add_synthetic_config, register_synthetic_datasets
 from .detectron2_visualize import visualize_predictions
@@ -64,6 +65,37 @@ class NumpyCompatLVISEvaluator(LVISEvaluator):
             return super().evaluate(*args, **kwargs)
 
 
+class ExpectedTimeHook(hooks.HookBase):
+    """Logs once, after the first ``after_iters`` iterations of a run (or of its resumed part), how long the whole
+    run will take on this machine: start-up, the remaining iterations and the evaluations
+    (``resnest_backbones.expected_time``).
+
+    Args:
+        eval_datasets: names of the registered datasets each evaluation runs on (counted when the line is due).
+        eval_period: evaluation every this many iterations (0: only after the last one).
+        images_per_iteration: training images per iteration, all processes together.
+        after_iters: the iteration after which to log (iterations 2..after_iters are timed). Default: 20.
+    """
+
+    def __init__(self, eval_datasets, eval_period: int, images_per_iteration: int, after_iters: int = 20):
+        self._clock = FirstIterationsClock(after_iters)
+        self._eval_datasets = tuple(eval_datasets)
+        self._eval_period = eval_period
+        self._images_per_iteration = images_per_iteration
+
+    def after_step(self):
+        trainer = self.trainer
+        seconds = self._clock.tick(trainer.iter + 1 - trainer.start_iter)
+        if seconds is None or not comm.is_main_process():
+            return
+        done = trainer.iter + 1
+        images = sum(len(DatasetCatalog.get(name)) for name in self._eval_datasets)
+        logger.info(expected_time_message(
+            seconds, self._clock.after_iters, done, trainer.max_iter, images,
+            evaluations_left(done, trainer.max_iter, self._eval_period) if images else 0,
+            self._images_per_iteration, process_seconds()))
+
+
 class Trainer(DefaultTrainer):
     """detectron2's ``DefaultTrainer`` for ResNeSt detectors (see the module docstring)."""
 
@@ -95,6 +127,12 @@ class Trainer(DefaultTrainer):
         self.max_iter = cfg.SOLVER.MAX_ITER
         self.cfg = cfg
         self.register_hooks(self.build_hooks())
+
+    def build_hooks(self):
+        """detectron2's hooks, then ``ExpectedTimeHook`` (its line follows detectron2's progress line)."""
+        cfg = self.cfg
+        return super().build_hooks() + [ExpectedTimeHook(cfg.DATASETS.TEST, cfg.TEST.EVAL_PERIOD,
+                                                         cfg.SOLVER.IMS_PER_BATCH)]
 
     def state_dict(self):
         # detectron2 v0.6 checkpoints no optimizer state (later versions add it under "_trainer", as here), so a
