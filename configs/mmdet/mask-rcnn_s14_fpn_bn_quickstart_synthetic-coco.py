@@ -21,7 +21,11 @@ custom_imports = dict(imports=['resnest_backbones.openmmlab.mmdet', 'resnest_bac
                       allow_failed_imports=False)
 # Stack fixes, opt-in (docs/openmmlab.md): weights-only checkpoint loading, CPU-only --launcher pytorch.
 runner_type = 'SafeRunner'
-custom_hooks = [dict(type='WeightsOnlyCheckpointHook')]
+# ExpectedTimeHook: logs the expected time of the whole run on this machine after its first 20 iterations.
+custom_hooks = [dict(type='WeightsOnlyCheckpointHook'), dict(type='ExpectedTimeHook')]
+# A fixed seed: the documented command reproduces the documented seed-0 run (within CPU nondeterminism);
+# --cfg-options randomness.seed=N trains another (tools/measure_quickstarts.py varies it).
+randomness = dict(seed=0)
 
 data_root = '{{$RESNEST_SHAPES_ROOT:data/synthetic_shapes/}}'
 # Class colours as in the detectron2 quick start's drawings (detectron2's colormap).

@@ -10,7 +10,11 @@ custom_imports = dict(imports=['resnest_backbones.openmmlab.mmseg', 'resnest_bac
                       allow_failed_imports=False)
 # Stack fixes, opt-in (docs/openmmlab.md): weights-only checkpoint loading, CPU-only --launcher pytorch.
 runner_type = 'SafeRunner'
-custom_hooks = [dict(type='WeightsOnlyCheckpointHook')]
+# ExpectedTimeHook: logs the expected time of the whole run on this machine after its first 20 iterations.
+custom_hooks = [dict(type='WeightsOnlyCheckpointHook'), dict(type='ExpectedTimeHook')]
+# A fixed seed: the documented command reproduces the documented seed-0 run (within CPU nondeterminism);
+# --cfg-options randomness.seed=N trains another (tools/measure_quickstarts.py varies it).
+randomness = dict(seed=0)
 
 num_classes = 5
 norm_cfg = dict(type='BN', requires_grad=True)  # one process on a CPU: no SyncBN
