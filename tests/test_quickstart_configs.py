@@ -5,6 +5,7 @@ import subprocess
 import sys
 
 import pytest
+import torch
 from mmengine.config import Config
 
 import resnest_backbones
@@ -34,3 +35,18 @@ def test_detectron2_quick_starts_fix_the_seed():
     assert cfg.SEED == 0
     lazy = load_lazy_config("configs/detectron2/lazy/quickstart_mask_rcnn_s14_synthetic.py")
     assert lazy.train.seed == 0
+
+
+def test_mmdet_quick_start_backbone_keeps_slow_bn_statistics():
+    """The BN momentum of the config reaches every BatchNorm of the backbone (the evaluated statistics then average
+    about the last 100 iterations, not the last 10)."""
+    from mmdet.registry import MODELS
+    from mmdet.utils import register_all_modules
+
+    register_all_modules()
+    cfg = Config.fromfile(resnest_backbones.config_path(MMENGINE[0]))
+    __import__(cfg.custom_imports.imports[0])
+    momentum = cfg.model.backbone.norm_cfg.momentum
+    assert momentum == 0.01
+    norms = [m for m in MODELS.build(cfg.model.backbone).modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    assert norms and all(m.momentum == momentum for m in norms)

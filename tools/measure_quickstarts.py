@@ -42,7 +42,7 @@ def prepare_data() -> None:
     from resnest_backbones.apps.detectron2_train import load_training_config
     register_synthetic_datasets(load_training_config(os.path.join(ROOT, D2_CONFIG)))  # made on first use
     _run([sys.executable, "tools/make_synthetic_dataset.py", "data/synthetic_shapes", "--num-train", "200",
-          "--num-val", "50", "--image-size", "128"])  # reused when already made with these arguments
+          "--num-val", "200", "--image-size", "128"])  # reused when already made with these arguments
     _run([sys.executable, "tools/make_synthetic_segmentation.py"])
 
 
