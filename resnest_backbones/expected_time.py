@@ -58,7 +58,7 @@ class FirstIterationsClock:
 
 def expected_time_message(seconds_per_iteration: float, timed_iters: int, done: int, max_iter: int,
                           eval_images: int, evaluations: int, images_per_iteration: int,
-                          elapsed: Optional[float]) -> str:
+                          elapsed: Optional[float], precise_bn_images: int = 0) -> str:
     """The line to log: expected minutes for the whole run and what the estimate is made of.
 
     Args:
@@ -68,12 +68,17 @@ def expected_time_message(seconds_per_iteration: float, timed_iters: int, done: 
         eval_images: held-out images per evaluation; ``evaluations``: evaluations still to come.
         images_per_iteration: training images per iteration (all processes).
         elapsed: seconds the process has run so far (start-up included), or None if unknown.
+        precise_bn_images: training images passed forward before each evaluation to recompute the BN statistics
+            (detectron2's PreciseBN), counted as held-out images are.
     """
+    forward_images = evaluations * (eval_images + precise_bn_images)
     training = (max_iter - done) * seconds_per_iteration
-    evaluating = evaluations * eval_images * EVAL_COST * seconds_per_iteration / max(images_per_iteration, 1)
+    evaluating = forward_images * EVAL_COST * seconds_per_iteration / max(images_per_iteration, 1)
     total = (elapsed or 0.0) + training + evaluating
     so_far = f"{elapsed:.0f} s so far" if elapsed is not None else "start-up not counted"
     plural = "s" if evaluations > 1 else ""
     evaluated = f"{evaluations} evaluation{plural} of {eval_images} images" if evaluations else "no evaluation"
+    if evaluations and precise_bn_images:
+        evaluated += f" (each after {precise_bn_images} images for PreciseBN)"
     return (f"Expected time: about {total / 60:.1f} min on this machine ({seconds_per_iteration:.2f} s per iteration "
             f"over iterations 2-{timed_iters}; {max_iter} iterations, {evaluated}, {so_far})")

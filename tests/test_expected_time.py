@@ -38,6 +38,11 @@ def test_message_adds_start_up_iterations_and_evaluation():
     assert match.group(5) == "1 evaluation of 12 images" and match.group(4) == "520"
     assert "3 evaluations of 5 images" in expected_time_message(0.5, 20, 20, 520, 5, 3, 2, 30.0)
     assert "no evaluation, start-up not counted" in expected_time_message(0.5, 20, 20, 520, 0, 0, 2, None)
+    # detectron2's PreciseBN: 200 batches of 2 training images passed forward before the evaluation.
+    line = expected_time_message(0.5, 20, 20, 520, 12, 1, 2, 30.0, precise_bn_images=400)
+    match = LINE.fullmatch(line)
+    assert match and match.group(5) == "1 evaluation of 12 images (each after 400 images for PreciseBN)"
+    assert float(match.group(1)) == pytest.approx((30 + 500 * 0.5 + 412 * EVAL_COST * 0.5 / 2) / 60, abs=0.05)
 
 
 def test_clock_times_iterations_after_the_first():

@@ -74,14 +74,17 @@ class ExpectedTimeHook(hooks.HookBase):
         eval_datasets: names of the registered datasets each evaluation runs on (counted when the line is due).
         eval_period: evaluation every this many iterations (0: only after the last one).
         images_per_iteration: training images per iteration, all processes together.
+        precise_bn_images: training images detectron2's PreciseBN passes forward before each evaluation (0: none).
         after_iters: the iteration after which to log (iterations 2..after_iters are timed). Default: 20.
     """
 
-    def __init__(self, eval_datasets, eval_period: int, images_per_iteration: int, after_iters: int = 20):
+    def __init__(self, eval_datasets, eval_period: int, images_per_iteration: int, precise_bn_images: int = 0,
+                 after_iters: int = 20):
         self._clock = FirstIterationsClock(after_iters)
         self._eval_datasets = tuple(eval_datasets)
         self._eval_period = eval_period
         self._images_per_iteration = images_per_iteration
+        self._precise_bn_images = precise_bn_images
 
     def after_step(self):
         trainer = self.trainer
@@ -93,7 +96,7 @@ class ExpectedTimeHook(hooks.HookBase):
         logger.info(expected_time_message(
             seconds, self._clock.after_iters, done, trainer.max_iter, images,
             evaluations_left(done, trainer.max_iter, self._eval_period) if images else 0,
-            self._images_per_iteration, process_seconds()))
+            self._images_per_iteration, process_seconds(), self._precise_bn_images))
 
 
 class Trainer(DefaultTrainer):
@@ -130,9 +133,12 @@ class Trainer(DefaultTrainer):
 
     def build_hooks(self):
         """detectron2's hooks, then ``ExpectedTimeHook`` (its line follows detectron2's progress line)."""
-        cfg = self.cfg
-        return super().build_hooks() + [ExpectedTimeHook(cfg.DATASETS.TEST, cfg.TEST.EVAL_PERIOD,
-                                                         cfg.SOLVER.IMS_PER_BATCH)]
+        cfg, built = self.cfg, super().build_hooks()
+        # detectron2 adds PreciseBN when enabled and the model has BatchNorms; it runs before each evaluation.
+        precise = any(isinstance(hook, hooks.PreciseBN) for hook in built)
+        precise_images = cfg.TEST.PRECISE_BN.NUM_ITER * cfg.SOLVER.IMS_PER_BATCH if precise else 0
+        return built + [ExpectedTimeHook(cfg.DATASETS.TEST, cfg.TEST.EVAL_PERIOD, cfg.SOLVER.IMS_PER_BATCH,
+                                         precise_images)]
 
     def state_dict(self):
         # detectron2 v0.6 checkpoints no optimizer state (later versions add it under "_trainer", as here), so a
