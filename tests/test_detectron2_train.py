@@ -64,6 +64,16 @@ def test_training_writes_checkpoints_metrics_and_pictures(trained):
     assert len(_predictions(output)) > 0
 
 
+def test_training_logs_its_expected_time_after_20_iterations(tmp_path):
+    """The line a user on a slower machine reads at once (the trainer's ExpectedTimeHook)."""
+    output = tmp_path / "out"
+    log = _run(tmp_path, *_opts(tmp_path, output, 21), "SOLVER.CHECKPOINT_PERIOD", "100", "TEST.VIS_IMAGES", "0")
+    lines = [line for line in log.splitlines() if "Expected time: about" in line]
+    assert len(lines) == 1, log[-3000:]
+    # The dataset's 3 held-out images, evaluated once after the last of 21 iterations.
+    assert "over iterations 2-20; 21 iterations, 1 evaluation of 3 images" in lines[0]
+
+
 def test_resume_restores_iteration_and_weights(trained):
     tmp, output, _ = trained
     saved = torch.load(output / "model_final.pth", map_location="cpu", weights_only=False)

@@ -65,11 +65,16 @@ def test_quick_start(name):
     assert cfg.model.decode_head.num_classes == cfg.model.auxiliary_head.num_classes == len(cfg.metainfo.classes)
     ade = "ade20k" in name
     assert cfg.train_dataloader.dataset.type == ("ADE20KDataset" if ade else "CityscapesDataset")
-    assert cfg.train_dataloader.batch_size == 2  # BN in training needs more than one sample
+    # BN statistics over 8 crops of a quarter image each (2 whole images made training and evaluation differ), the
+    # pixels of 2 whole images per iteration; evaluated on whole images.
+    assert cfg.train_dataloader.batch_size == 8
     for loader in (cfg.train_dataloader, cfg.val_dataloader, cfg.test_dataloader):
         assert loader.dataset.data_root == cfg.data_root  # one place to move the data (RESNEST_*_ROOT)
         assert loader.dataset.metainfo == cfg.metainfo
-    assert cfg.model.data_preprocessor.size == cfg.crop_size == ((128, 128) if ade else (128, 256))
+    height, width = (128, 128) if ade else (128, 256)
+    assert cfg.model.data_preprocessor.size == cfg.crop_size == (height // 2, width // 2)
+    assert [step.crop_size for step in cfg.train_pipeline if step.type == "RandomCrop"] == [cfg.crop_size]
+    assert [tuple(step.scale) for step in cfg.test_pipeline if step.type == "Resize"] == [(width, height)]
     # The adapter under its canonical path (the legacy resnest_backbones.mmseg works too), never optional.
     assert cfg.custom_imports.imports[0] == "resnest_backbones.openmmlab.mmseg"
     assert cfg.custom_imports.allow_failed_imports is False

@@ -47,14 +47,28 @@ def test_mim_train_then_mim_test_reproduces_miou(config, data, tmp_path):
     assert read_test_metrics(str(tmp_path / "test")) == trained
 
 
+def test_quick_start_logs_its_expected_time_after_20_iterations(data, tmp_path):
+    """The line a user on a slower machine reads at once (ExpectedTimeHook, selected by the quick-start config)."""
+    log, _ = mim("train", "mmseg", ADE, str(tmp_path / "train"),
+                 ["train_cfg.max_iters=21", "train_cfg.val_interval=21", "default_hooks.checkpoint.interval=21"], data)
+    lines = log.splitlines()
+    found = [i for i, line in enumerate(lines) if "Expected time: about" in line]
+    assert len(found) == 1, log[-3000:]
+    assert "Iter(train) [20/21]" in lines[found[0] - 1]  # right after mmengine's progress line of iteration 20
+    # 3 validation images (the fixture's dataset), one validation after the last of 21 iterations.
+    assert "over iterations 2-20; 21 iterations, 1 evaluation of 3 images" in lines[found[0]]
+
+
 def test_resume_from_an_mmengine_format_checkpoint(data, tmp_path):
     work_dir = str(tmp_path / "train")
     # Without the hook: mmengine's own format (HistoryBuffer logs), which torch's default load refuses.
     mim("train", "mmseg", ADE, work_dir, SHORT + ["custom_hooks=[]"], data)
     with pytest.raises(pickle.UnpicklingError):
         torch.load(tmp_path / "train" / "iter_2.pth", weights_only=True)
+    # Every iteration logged (default: every 10th and each pass over the data), to see where the run continues.
     log, _ = mim("train", "mmseg", ADE, work_dir, ["train_cfg.max_iters=3", "train_cfg.val_interval=3",
-                                                   "default_hooks.checkpoint.interval=3"], data, flags=["--resume"])
+                                                   "default_hooks.checkpoint.interval=3",
+                                                   "default_hooks.logger.interval=1"], data, flags=["--resume"])
     assert "resumed epoch: 0, iter: 2" in log and "Saving checkpoint at 3 iterations" in log
     assert "Iter(train) [3/3]" in log and "Iter(train) [1/3]" not in log  # continued, not restarted
     resumed = torch.load(tmp_path / "train" / "iter_3.pth", weights_only=True)  # saved by the hook: plain data

@@ -20,9 +20,7 @@ Command line: ``tools/lazyconfig_train_net.py``, console entry ``resnest-lazycon
     python tools/lazyconfig_train_net.py --config-file <cfg> --eval-only train.init_checkpoint=<output>/model_final.pth
     python tools/lazyconfig_train_net.py --config-file <cfg> --resume     # continue from <output>/last_checkpoint
 """
-import json
 import logging
-import os
 import sys
 import time
 
@@ -39,7 +37,7 @@ from .detectron2_data import add_synthetic_config, register_synthetic_datasets
 from .detectron2_launch import (create_ddp_model, launch_tool, lazy_sync_bn_keys, local_main_first,
                                 refuse_one_image_per_process, refuse_sync_bn_on_cpu, set_cpu_threads)
 from .detectron2_guards import explain_resume_mismatch, hold_output_dir, previous_config, require_full_weights
-from .detectron2_train import resolve_config_file
+from .detectron2_train import ExpectedTimeHook, resolve_config_file, write_eval_results
 
 logger = logging.getLogger("detectron2.resnest_backbones")
 
@@ -98,10 +96,16 @@ def do_test(cfg, model):
     results = inference_on_dataset(model, instantiate(cfg.dataloader.test), instantiate(cfg.dataloader.evaluator))
     if comm.is_main_process():
         print_csv_format(results)
-        os.makedirs(cfg.train.output_dir, exist_ok=True)
-        with open(os.path.join(cfg.train.output_dir, "eval_results.json"), "w") as f:
-            json.dump(results, f, indent=2)
+        write_eval_results(cfg.train.output_dir, results)
     return results
+
+
+def _test_datasets(cfg):
+    """Names of the registered datasets ``do_test`` evaluates on (none without an evaluator)."""
+    if "evaluator" not in cfg.dataloader or "test" not in cfg.dataloader:
+        return ()
+    names = cfg.dataloader.test.dataset.get("names", ())
+    return (names,) if isinstance(names, str) else tuple(names)
 
 
 def do_train(args, cfg):
@@ -124,6 +128,8 @@ def do_train(args, cfg):
         hooks.EvalHook(cfg.train.eval_period, lambda: do_test(cfg, model)),
         hooks.PeriodicWriter(default_writers(cfg.train.output_dir, cfg.train.max_iter),
                              period=cfg.train.log_period) if main else None,
+        ExpectedTimeHook(_test_datasets(cfg), cfg.train.eval_period,
+                         cfg.dataloader.train.get("total_batch_size", 1)),
     ])
     checkpointer.resume_or_load(cfg.train.init_checkpoint, resume=args.resume)
     # The checkpoint holds the iteration that just finished: resume at the next one.

@@ -26,7 +26,7 @@ import weakref
 from collections import OrderedDict
 
 import torch
-from detectron2.data import MetadataCatalog
+from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.engine import AMPTrainer, DefaultTrainer, SimpleTrainer, default_setup, hooks
 from detectron2.engine.train_loop import TrainerBase
 from detectron2.evaluation import COCOEvaluator, LVISEvaluator, verify_results
@@ -34,10 +34,12 @@ from detectron2.solver.build import get_default_optimizer_params, maybe_add_grad
 from detectron2.utils import comm
 
 from .. import config_path
+from ..atomic_io import atomic_write_text
 from ..compat import lvis_on_numpy2
 from ..detectron2 import ResNeStCheckpointer, find_resnest, load_config
 from ..detectron2.config import CN
 from ..detectron2.resume import ResumeMismatchError
+from ..expected_time import FirstIterationsClock, evaluations_left, expected_time_message, process_seconds
 from ..fast_inference import to_fast_inference
 from ..ownership import release_run_lock
 from .detectron2_data import add_synthetic_config, register_synthetic_datasets
@@ -79,19 +81,57 @@ class NumpyCompatLVISEvaluator(LVISEvaluator):
             return super().evaluate(*args, **kwargs)
 
 
+class ExpectedTimeHook(hooks.HookBase):
+    """Logs once, after the first ``after_iters`` iterations of a run (or of its resumed part), how long the whole
+    run will take on this machine: start-up, the remaining iterations and the evaluations
+    (``resnest_backbones.expected_time``).
+
+    Args:
+        eval_datasets: names of the registered datasets each evaluation runs on (counted when the line is due).
+        eval_period: evaluation every this many iterations (0: only after the last one).
+        images_per_iteration: training images per iteration, all processes together.
+        precise_bn_images: training images detectron2's PreciseBN passes forward before each evaluation (0: none).
+        after_iters: the iteration after which to log (iterations 2..after_iters are timed). Default: 20.
+    """
+
+    def __init__(self, eval_datasets, eval_period: int, images_per_iteration: int, precise_bn_images: int = 0,
+                 after_iters: int = 20):
+        self._clock = FirstIterationsClock(after_iters)
+        self._eval_datasets = tuple(eval_datasets)
+        self._eval_period = eval_period
+        self._images_per_iteration = images_per_iteration
+        self._precise_bn_images = precise_bn_images
+
+    def after_step(self):
+        trainer = self.trainer
+        seconds = self._clock.tick(trainer.iter + 1 - trainer.start_iter)
+        if seconds is None or not comm.is_main_process():
+            return
+        done = trainer.iter + 1
+        images = sum(len(DatasetCatalog.get(name)) for name in self._eval_datasets)
+        logger.info(expected_time_message(
+            seconds, self._clock.after_iters, done, trainer.max_iter, images,
+            evaluations_left(done, trainer.max_iter, self._eval_period) if images else 0,
+            self._images_per_iteration, process_seconds(), self._precise_bn_images))
+
+
 class Trainer(DefaultTrainer):
     """detectron2's ``DefaultTrainer`` for ResNeSt detectors (see the module docstring)."""
 
     def __init__(self, cfg):
         if is_cpu_distributed(cfg.MODEL.DEVICE):
             self._init_cpu_distributed(cfg)
-        else:
-            super().__init__(cfg)  # detectron2's own path: one process, or CUDA devices
-        # Same saving as detectron2's checkpointer; loading also understands ResNeSt backbone checkpoints.
-        self.checkpointer = ResNeStCheckpointer(self._trainer.model, cfg.OUTPUT_DIR, trainer=weakref.proxy(self))
+            return
+        super().__init__(cfg)  # detectron2's own path: one process, or CUDA devices
+        # detectron2 built its DetectionCheckpointer: use ours instead, for saving and for the periodic hook.
+        self.checkpointer = self._resnest_checkpointer(self._trainer.model, cfg)
         for hook in self._hooks:
             if isinstance(hook, hooks.PeriodicCheckpointer):
                 hook.checkpointer = self.checkpointer
+
+    def _resnest_checkpointer(self, model, cfg) -> ResNeStCheckpointer:
+        """Saving as detectron2's checkpointer; loading also understands ResNeSt backbone checkpoints."""
+        return ResNeStCheckpointer(model, cfg.OUTPUT_DIR, trainer=weakref.proxy(self))
 
     def _init_cpu_distributed(self, cfg):
         """``DefaultTrainer.__init__``'s steps, each done by detectron2's own builder, except that the model is
@@ -105,11 +145,20 @@ class Trainer(DefaultTrainer):
         model = create_ddp_model(model, broadcast_buffers=False)
         self._trainer = (AMPTrainer if cfg.SOLVER.AMP.ENABLED else SimpleTrainer)(model, data_loader, optimizer)
         self.scheduler = self.build_lr_scheduler(cfg, optimizer)
-        self.checkpointer = ResNeStCheckpointer(model, cfg.OUTPUT_DIR, trainer=weakref.proxy(self))
+        self.checkpointer = self._resnest_checkpointer(model, cfg)
         self.start_iter = 0
         self.max_iter = cfg.SOLVER.MAX_ITER
         self.cfg = cfg
         self.register_hooks(self.build_hooks())
+
+    def build_hooks(self):
+        """detectron2's hooks, then ``ExpectedTimeHook`` (its line follows detectron2's progress line)."""
+        cfg, built = self.cfg, super().build_hooks()
+        # detectron2 adds PreciseBN when enabled and the model has BatchNorms; it runs before each evaluation.
+        precise = any(isinstance(hook, hooks.PreciseBN) for hook in built)
+        precise_images = cfg.TEST.PRECISE_BN.NUM_ITER * cfg.SOLVER.IMS_PER_BATCH if precise else 0
+        return built + [ExpectedTimeHook(cfg.DATASETS.TEST, cfg.TEST.EVAL_PERIOD, cfg.SOLVER.IMS_PER_BATCH,
+                                         precise_images)]
 
     def state_dict(self):
         # detectron2 v0.6 checkpoints no optimizer state (later versions add it under "_trainer", as here), so a
@@ -157,14 +206,18 @@ class Trainer(DefaultTrainer):
         metrics as json and a few drawn predictions under ``OUTPUT_DIR``."""
         results = super().test(cfg, model, evaluators)
         if comm.is_main_process() and cfg.OUTPUT_DIR:
-            os.makedirs(cfg.OUTPUT_DIR, exist_ok=True)
-            with open(os.path.join(cfg.OUTPUT_DIR, "eval_results.json"), "w") as f:
-                json.dump(results, f, indent=2)
+            write_eval_results(cfg.OUTPUT_DIR, results)
             if cfg.TEST.VIS_IMAGES > 0 and cfg.DATASETS.TEST:
                 # Only this process draws: the bare model, not its DistributedDataParallel wrapper.
                 visualize_predictions(cfg, getattr(model, "module", model), cfg.DATASETS.TEST[0],
                                       cfg.TEST.VIS_IMAGES, os.path.join(cfg.OUTPUT_DIR, "visualizations"))
         return results
+
+
+def write_eval_results(output_dir: str, results) -> None:
+    """The metrics as ``output_dir/eval_results.json`` (atomically: complete or absent)."""
+    os.makedirs(output_dir, exist_ok=True)
+    atomic_write_text(os.path.join(output_dir, "eval_results.json"), json.dumps(results, indent=2))
 
 
 def _run(cfg, args):

@@ -15,6 +15,8 @@
   ignores ``runner_type``; loading converts them back for ``--resume``.
 - ``default_hooks = dict(checkpoint=dict(type='AtomicCheckpointHook', ...))``: mmengine's ``CheckpointHook`` with
   crash-safe saving (``checkpoint_hook.py``; registered by importing this module too).
+- ``custom_hooks = [dict(type='ExpectedTimeHook')]``: logs the expected time of the whole run on this machine after
+  its first 20 iterations (``expected_time_hook.py``; registered by importing this module too).
 
 Config lines (docs/openmmlab.md)::
 
@@ -39,6 +41,7 @@ from torch import nn
 
 from ..ownership import RunLock, acquire_in_main_process
 from . import checkpoint_hook  # noqa: F401  registers AtomicCheckpointHook for the configs that select it
+from . import expected_time_hook  # noqa: F401  registers ExpectedTimeHook (the quick starts' time estimate)
 from .mmengine_checkpoints import from_plain, mmengine_checkpoint_globals, to_plain
 from .registration import register
 
