@@ -238,7 +238,7 @@ def _d2_resume_outside(tmp: Path):
 # ---------------------------------------------------------------- OpenMMLab inputs
 def _mm(**arguments):
     def call(tmp):
-        from resnest_backbones.openmmlab.mmdet import ResNeStBackbone
+        from resnest_backbones.mmdet import MMDetResNeStBackbone as ResNeStBackbone
         return ResNeStBackbone(**arguments)
     return call
 
@@ -255,7 +255,7 @@ def _one_training_image(build):
 
 def _mm_init(source_of):
     def call(tmp):
-        from resnest_backbones.openmmlab.mmdet import ResNeStBackbone
+        from resnest_backbones.mmdet import MMDetResNeStBackbone as ResNeStBackbone
         ResNeStBackbone(variant="resnest14", init_cfg=dict(type="Pretrained", checkpoint=source_of(tmp))).init_weights()
     return call
 
@@ -823,7 +823,7 @@ def test_safetensors_load_through_every_route(tmp_path, monkeypatch):
     from safetensors.torch import save_file
 
     import resnest_backbones.detectron2 as rd2
-    from resnest_backbones.openmmlab.mmdet import ResNeStBackbone
+    from resnest_backbones.mmdet import MMDetResNeStBackbone as ResNeStBackbone
     torch.manual_seed(5)
     source = rb.create_model("resnest14", num_classes=1000)
     save_file(source.state_dict(), str(tmp_path / "timm.safetensors"))

@@ -263,7 +263,7 @@ def test_detectron2_checkpointer_loads_a_mim_train_checkpoint(mm_reference):
     ResNeStBackbone under ``backbone.`` beside neck and heads) as detectron2 weights: restricted unpickling, the
     OpenMMLab layout detected, the backbone loaded strictly."""
     import resnest_backbones.detectron2 as rd2
-    from resnest_backbones.openmmlab.mmdet import ResNeStBackbone
+    from resnest_backbones.mmdet import MMDetResNeStBackbone as ResNeStBackbone
     _, full, _ = mm_reference
     checkpoint = full / f"iter_{MAX_ITER}.pth"
     detector = torch.nn.Module()

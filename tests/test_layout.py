@@ -39,8 +39,8 @@ APPLICATION = ("resnest_backbones.apps", "resnest_backbones.datasets")
 
 @pytest.mark.parametrize("adapter,forbidden", [
     ("resnest_backbones.detectron2", APPLICATION + ("resnest_backbones.openmmlab",)),
-    ("resnest_backbones.mmdet", APPLICATION + ("resnest_backbones.detectron2", "resnest_backbones.openmmlab.mmseg")),
-    ("resnest_backbones.mmseg", APPLICATION + ("resnest_backbones.detectron2", "resnest_backbones.openmmlab.mmdet")),
+    ("resnest_backbones.mmdet", APPLICATION + ("resnest_backbones.detectron2", "resnest_backbones.mmseg")),
+    ("resnest_backbones.mmseg", APPLICATION + ("resnest_backbones.detectron2", "resnest_backbones.mmdet")),
 ])
 def test_adapter_import_loads_only_what_registration_needs(adapter, forbidden):
     out = _run(f"""
@@ -52,14 +52,11 @@ print(loaded)
     assert out.strip().splitlines()[-1] == "[]"
 
 
-@pytest.mark.parametrize("old,new", [("resnest_backbones.mmdet", "resnest_backbones.openmmlab.mmdet"),
-                                     ("resnest_backbones.mmseg", "resnest_backbones.openmmlab.mmseg")])
-def test_legacy_import_paths_register_the_same_class(old, new):
-    framework = new.rsplit(".", 1)[1]
+@pytest.mark.parametrize("framework,cls", [("mmdet", "MMDetResNeStBackbone"), ("mmseg", "MMSegResNeStBackbone")])
+def test_one_import_path_registers_one_class_per_framework(framework, cls):
     out = _run(f"""
-import {old}
+import resnest_backbones.{framework} as adapter
 from {framework}.registry import MODELS
-from {new} import ResNeStBackbone  # the framework's class (its defaults), registered by the legacy path
-print(MODELS.get("ResNeStBackbone") is ResNeStBackbone, "{new}" in __import__("sys").modules)
+print(MODELS.get("ResNeStBackbone") is adapter.{cls}, "resnest_backbones.openmmlab.{framework}" in __import__("sys").modules)
 """)
-    assert out.strip() == "True True"
+    assert out.strip() == "True False"

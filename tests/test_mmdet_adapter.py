@@ -12,8 +12,8 @@ from torch import nn
 
 import resnest_backbones as rb
 from conftest import randomize_norms, rel_err
-from resnest_backbones.mmdet import ResNeStBackbone  # importing registers it
-from resnest_backbones.openmmlab import ResNeStBackbone as SharedBackbone
+from resnest_backbones.mmdet import MMDetResNeStBackbone as ResNeStBackbone  # importing registers it
+from resnest_backbones.openmmlab import OpenMMLabResNeStBackbone as SharedBackbone
 
 
 @pytest.fixture(autouse=True)

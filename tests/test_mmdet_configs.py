@@ -67,7 +67,7 @@ def test_paper_recipe(name):
     shorts = [s[1] for s in resize.get("scales", resize.get("scale"))]
     assert min(shorts) == 640 and max(shorts) == 800
     assert cfg.train_cfg.max_epochs == 12
-    imports = ["resnest_backbones.openmmlab.mmdet", "resnest_backbones.openmmlab.runner"]
+    imports = ["resnest_backbones.mmdet", "resnest_backbones.openmmlab.runner"]
     imports += ["resnest_backbones.openmmlab.lvis"] if "lvis" in name else []
     assert cfg.custom_imports == dict(imports=imports, allow_failed_imports=False)
     # The opt-in stack fixes (weights-only checkpoint loading) and, for LVIS, the numpy-compatible LVISMetric.

@@ -12,7 +12,7 @@ from mmseg.registry import MODELS
 
 from conftest import randomize_norms, rel_err
 from resnest_backbones.datasets.synthetic_semantic import make_ade20k_layout, make_cityscapes_layout
-from resnest_backbones.mmseg import ResNeStBackbone  # importing registers it
+from resnest_backbones.mmseg import MMSegResNeStBackbone as ResNeStBackbone  # importing registers it
 
 D8 = dict(strides=(1, 2, 1, 1), dilations=(1, 1, 2, 4))
 

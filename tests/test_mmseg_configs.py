@@ -48,8 +48,8 @@ def test_paper_recipe(name):
     head = name.split("_")[2]
     assert cfg.model.decode_head.type == {"deeplabv3": "ASPPHead", "deeplabv3plus": "DepthwiseSeparableASPPHead",
                                           "pspnet": "PSPHead"}[head]
-    # The adapter under its canonical path (the legacy resnest_backbones.mmseg works too), never optional.
-    assert cfg.custom_imports.imports[0] == "resnest_backbones.openmmlab.mmseg"
+    # The adapter under its one import path, never optional.
+    assert cfg.custom_imports.imports[0] == "resnest_backbones.mmseg"
     assert cfg.custom_imports.allow_failed_imports is False
     ade = "ade20k" in name
     assert cfg.train_cfg.max_iters == (160000 if ade else 80000)
@@ -75,8 +75,8 @@ def test_quick_start(name):
     assert cfg.model.data_preprocessor.size == cfg.crop_size == (height // 2, width // 2)
     assert [step.crop_size for step in cfg.train_pipeline if step.type == "RandomCrop"] == [cfg.crop_size]
     assert [tuple(step.scale) for step in cfg.test_pipeline if step.type == "Resize"] == [(width, height)]
-    # The adapter under its canonical path (the legacy resnest_backbones.mmseg works too), never optional.
-    assert cfg.custom_imports.imports[0] == "resnest_backbones.openmmlab.mmseg"
+    # The adapter under its one import path, never optional.
+    assert cfg.custom_imports.imports[0] == "resnest_backbones.mmseg"
     assert cfg.custom_imports.allow_failed_imports is False
 
 

@@ -78,7 +78,7 @@ def _exported(factory, name: str, cfg: Config, deploy_cfg: str, image: str):
 def test_fused_backbone_follows_conversions_and_traces():
     """``fast_inference=True``: the fused copy made at the first eval forward follows ``.to()`` (mmdeploy calls
     ``.cpu()`` right before tracing), and tracing takes it as constants (it requires no grad)."""
-    from resnest_backbones.openmmlab.mmdet import ResNeStBackbone
+    from resnest_backbones.mmdet import MMDetResNeStBackbone as ResNeStBackbone
     torch.manual_seed(0)
     fast = ResNeStBackbone(variant="resnest14", fast_inference=True).eval()
     plain = ResNeStBackbone(variant="resnest14").eval()

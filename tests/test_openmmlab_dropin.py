@@ -106,7 +106,8 @@ def test_shipped_config_builds_the_same_network(framework, path):
     if key not in _CHECKED:  # the configs share three distinct backbone dicts: compare each once
         theirs, ours = assert_same_network(framework, backbone, size=32, check_train=False)
         _CHECKED[key] = (type(ours).__name__, ours.init_cfg == theirs.init_cfg)
-    assert _CHECKED[key] == ("ResNeStBackbone", True)  # the same open-mmlab:// weights to load
+    expected = {"mmdet": "MMDetResNeStBackbone", "mmseg": "MMSegResNeStBackbone"}[framework]
+    assert _CHECKED[key] == (expected, True)  # the framework's class, with the same open-mmlab:// weights to load
 
 
 # Argument combinations, small widths: each is what some mmdet / mmseg config can say.

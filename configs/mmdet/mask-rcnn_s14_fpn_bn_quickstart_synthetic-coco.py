@@ -16,7 +16,7 @@
 # ImageNet initialisation (with internet): a child config setting
 # model = dict(backbone=dict(init_cfg=dict(type='Pretrained', checkpoint='resnest://resnest14'))).
 _base_ = 'mmdet::mask_rcnn/mask-rcnn_r50_fpn_1x_coco.py'
-custom_imports = dict(imports=['resnest_backbones.openmmlab.mmdet', 'resnest_backbones.openmmlab.runner',
+custom_imports = dict(imports=['resnest_backbones.mmdet', 'resnest_backbones.openmmlab.runner',
                                'resnest_backbones.apps.mmdet_visualize'],
                       allow_failed_imports=False)
 # Stack fixes, opt-in (docs/openmmlab.md): weights-only checkpoint loading, CPU-only --launcher pytorch.

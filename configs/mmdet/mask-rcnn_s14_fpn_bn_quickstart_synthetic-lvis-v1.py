@@ -7,7 +7,7 @@ train_dataloader = dict(dataset=dict(type='LVISV1Dataset', ann_file='annotations
 val_dataloader = dict(dataset=dict(type='LVISV1Dataset', ann_file='annotations/lvis_v1_val.json'))
 test_dataloader = val_dataloader
 # mmdet's LVISMetric, evaluating on numpy >= 1.24 (the lvis package uses np.float; resnest_backbones.openmmlab.lvis).
-custom_imports = dict(imports=['resnest_backbones.openmmlab.mmdet', 'resnest_backbones.openmmlab.runner',
+custom_imports = dict(imports=['resnest_backbones.mmdet', 'resnest_backbones.openmmlab.runner',
                                'resnest_backbones.apps.mmdet_visualize', 'resnest_backbones.openmmlab.lvis'],
                       allow_failed_imports=False)
 val_evaluator = dict(_delete_=True, type='NumpyCompatLVISMetric', ann_file=data_root + 'annotations/lvis_v1_val.json',

@@ -6,7 +6,7 @@ _base_ = ['mmdet::lvis/mask-rcnn_r50_fpn_sample1e-3_ms-1x_lvis-v1.py',
 model = dict(data_preprocessor={{_base_.resnest_data_preprocessor}}, backbone={{_base_.resnest_backbone}},
              roi_head=dict(bbox_head={{_base_.resnest_bbox_head}}, mask_head={{_base_.resnest_mask_head}}))
 # mmdet's LVISMetric, evaluating on numpy >= 1.24 (the lvis package uses np.float; resnest_backbones.openmmlab.lvis).
-custom_imports = dict(imports=['resnest_backbones.openmmlab.mmdet', 'resnest_backbones.openmmlab.runner',
+custom_imports = dict(imports=['resnest_backbones.mmdet', 'resnest_backbones.openmmlab.runner',
                                'resnest_backbones.openmmlab.lvis'], allow_failed_imports=False)
 val_evaluator = dict(type='NumpyCompatLVISMetric')
 test_evaluator = val_evaluator

@@ -1,18 +1,17 @@
-"""OpenMMLab adapter: ``ResNeStBackbone`` for MMDetection and MMSegmentation, a drop-in for their own ``ResNeSt``
-(same arguments and meanings; imports mmengine only).
+"""What MMDetection's and MMSegmentation's adapters share (imports mmengine only): ``OpenMMLabResNeStBackbone`` (a
+drop-in for their own ``ResNeSt``: same arguments and meanings), the argument translation, weights, registration.
 
-Importing registers and changes nothing else:
+The adapters register it (importing registers and changes nothing else; the import path configs use):
 
-- ``resnest_backbones.openmmlab.mmdet`` (alias ``resnest_backbones.mmdet``): ``ResNeStBackbone`` with mmdet's
-  defaults in mmdet's ``MODELS``;
-- ``resnest_backbones.openmmlab.mmseg`` (alias ``resnest_backbones.mmseg``): with mmseg's defaults in mmseg's;
-- ``resnest_backbones.openmmlab.runner``: ``SafeRunner`` and ``WeightsOnlyCheckpointHook`` (CPU distributed runs,
-  mmengine checkpoints under weights-only loading), for configs that select them;
-- ``resnest_backbones.openmmlab.lvis``: ``NumpyCompatLVISMetric`` (LVIS evaluation on numpy >= 1.24).
+- ``resnest_backbones.mmdet``: ``MMDetResNeStBackbone`` (mmdet's defaults) as ``ResNeStBackbone`` in mmdet's
+  ``MODELS``;
+- ``resnest_backbones.mmseg``: ``MMSegResNeStBackbone`` (mmseg's defaults) as ``ResNeStBackbone`` in mmseg's.
 
-Both frameworks already register a ``ResNeSt`` of their own, hence the distinct name. Mirrors
+Opt-in stack fixes that configs select: ``resnest_backbones.openmmlab.runner`` (``SafeRunner``,
+``WeightsOnlyCheckpointHook``: CPU distributed runs, mmengine checkpoints under weights-only loading),
+``resnest_backbones.openmmlab.lvis`` (``NumpyCompatLVISMetric``: LVIS evaluation on numpy >= 1.24). Mirrors
 ``resnest_backbones.detectron2``.
 """
-from .backbone import ResNeStBackbone
+from .backbone import OpenMMLabResNeStBackbone
 
-__all__ = ["ResNeStBackbone"]
+__all__ = ["OpenMMLabResNeStBackbone"]

@@ -24,8 +24,10 @@ from .arguments import MMDET, FrameworkDefaults, OpenMMLabArgumentError, check_a
 from .weights import load_init_cfg
 
 
-class ResNeStBackbone(FastInferenceOption, ResNeSt, BaseModule):
-    """ResNeSt backbone for MMDetection / MMSegmentation, registered as ``ResNeStBackbone``.
+class OpenMMLabResNeStBackbone(FastInferenceOption, ResNeSt, BaseModule):
+    """ResNeSt backbone for MMDetection / MMSegmentation: the shared class of ``resnest_backbones.mmdet``'s
+    ``MMDetResNeStBackbone`` and ``resnest_backbones.mmseg``'s ``MMSegResNeStBackbone``, each registered as
+    ``ResNeStBackbone`` in its framework's ``MODELS``.
 
     Takes every argument of mmdet 3.3's and mmseg 1.2's ``ResNeSt`` with their meaning, so their configs work with
     only ``type`` changed; the defaults are the registry's framework's (``norm_eval``: mmdet True, mmseg False;
@@ -80,8 +82,8 @@ class ResNeStBackbone(FastInferenceOption, ResNeSt, BaseModule):
 
     Example:
         >>> import torch
-        >>> from resnest_backbones.mmdet import ResNeStBackbone
-        >>> model = ResNeStBackbone(depth=50, out_indices=(1, 3)).eval()
+        >>> from resnest_backbones.mmdet import MMDetResNeStBackbone
+        >>> model = MMDetResNeStBackbone(depth=50, out_indices=(1, 3)).eval()
         >>> [tuple(f.shape) for f in model(torch.rand(1, 3, 64, 64))]
         [(1, 512, 8, 8), (1, 2048, 2, 2)]
     """
@@ -162,4 +164,4 @@ class ResNeStBackbone(FastInferenceOption, ResNeSt, BaseModule):
 
 
 # Every argument name the constructor takes (mmdet's / mmseg's and the project's), for the did-you-mean check.
-_ARGUMENTS = tuple(name for name in inspect.signature(ResNeStBackbone).parameters if name != "unknown")
+_ARGUMENTS = tuple(name for name in inspect.signature(OpenMMLabResNeStBackbone).parameters if name != "unknown")

@@ -1,5 +1,8 @@
 """Registering this package's classes in mmengine-style registries, idempotently."""
 
+# The name configs use (``type='ResNeStBackbone'``): mmdet and mmseg register a ``ResNeSt`` of their own.
+REGISTERED_NAME = "ResNeStBackbone"
+
 
 def register(registry, module: type, name: str = None) -> None:
     """Register ``module`` under ``name`` (default: its class name) unless another class holds that name; a class

@@ -2,7 +2,7 @@
 # passes 64-pixel images as --cfg-options), with the crash-safe checkpoint hook, mmengine-checkpoint resuming
 # (SafeRunner) and the test-only fault injection (tests/fault_injection.py, importable through PYTHONPATH).
 _base_ = '../../configs/mmdet/mask-rcnn_s14_fpn_bn_quickstart_synthetic-coco.py'
-custom_imports = dict(imports=['resnest_backbones.openmmlab.mmdet', 'resnest_backbones.openmmlab.runner',
+custom_imports = dict(imports=['resnest_backbones.mmdet', 'resnest_backbones.openmmlab.runner',
                                'resnest_backbones.apps.mmdet_visualize', 'resnest_backbones.openmmlab.checkpoint_hook',
                                'fault_injection'],
                       allow_failed_imports=False)

@@ -6,7 +6,7 @@
 # that two bases of one list both define, and mmdet's bases define `model`, the pipelines and the dataloaders, so
 # this file shares those pieces under names of its own (resnest_*), which the configs put in place with
 # {{_base_.resnest_*}}.
-custom_imports = dict(imports=['resnest_backbones.openmmlab.mmdet', 'resnest_backbones.openmmlab.runner'],
+custom_imports = dict(imports=['resnest_backbones.mmdet', 'resnest_backbones.openmmlab.runner'],
                       allow_failed_imports=False)
 # Stack fixes, opt-in (docs/openmmlab.md): weights-only checkpoint loading, CPU-only --launcher pytorch.
 runner_type = 'SafeRunner'

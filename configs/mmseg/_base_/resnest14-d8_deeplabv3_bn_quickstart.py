@@ -12,7 +12,7 @@
 # crops the batch statistics approach the running ones (tools/measure_quickstarts.py measures the spread).
 _base_ = ['mmseg::_base_/models/deeplabv3_r50-d8.py', 'mmseg::_base_/default_runtime.py',
           'mmseg::_base_/schedules/schedule_80k.py']
-custom_imports = dict(imports=['resnest_backbones.openmmlab.mmseg', 'resnest_backbones.openmmlab.runner',
+custom_imports = dict(imports=['resnest_backbones.mmseg', 'resnest_backbones.openmmlab.runner',
                                'resnest_backbones.apps.mmseg_visualize'],
                       allow_failed_imports=False)
 # Stack fixes, opt-in (docs/openmmlab.md): weights-only checkpoint loading, CPU-only --launcher pytorch.

@@ -5,7 +5,7 @@
 # that two bases of one list both define, and mmseg's bases define `model` and `norm_cfg`, so this file shares the
 # backbone under a name of its own, `resnest_backbone`, which the configs put in place with
 # backbone={{_base_.resnest_backbone}}.
-custom_imports = dict(imports=['resnest_backbones.openmmlab.mmseg', 'resnest_backbones.openmmlab.runner'],
+custom_imports = dict(imports=['resnest_backbones.mmseg', 'resnest_backbones.openmmlab.runner'],
                       allow_failed_imports=False)
 # Stack fixes, opt-in (docs/openmmlab.md): weights-only checkpoint loading, CPU-only --launcher pytorch.
 runner_type = 'SafeRunner'
