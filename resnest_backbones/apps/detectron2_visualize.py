@@ -19,9 +19,9 @@ from detectron2.utils.colormap import colormap
 from detectron2.utils.visualizer import ColorMode, Visualizer
 from PIL import Image
 
-logger = logging.getLogger("detectron2.resnest_backbones")
+from .legend import legend_strip
 
-LEGEND_FONT = 9  # points at scale 1, as detectron2's Visualizer counts them
+logger = logging.getLogger("detectron2.resnest_backbones")
 SEPARATOR = 4  # black pixels between the two panels
 
 
@@ -67,32 +67,9 @@ def draw_side_by_side(image_rgb: np.ndarray, record: dict, instances: Instances,
     finally:
         np.random.set_state(state)
     gap = np.zeros((left.shape[0], SEPARATOR, 3), dtype=np.uint8)
-    legend = _legend(left.shape[1], scale, metadata, score_threshold, len(instances))
+    titles = ["ground truth", f"predictions with score >= {score_threshold:.2f} ({len(instances)})"]
+    legend = legend_strip(2 * left.shape[1] + SEPARATOR, titles, metadata.thing_classes, metadata.thing_colors)
     return np.concatenate([legend, np.concatenate([left, gap, right], axis=1)], axis=0)
-
-
-def _legend(panel_width: int, scale: float, metadata: Metadata, score_threshold: float, shown: int) -> np.ndarray:
-    title = f"predictions with score >= {score_threshold:.2f} ({shown})"
-    # As large as the panels' labels, but small enough for the title to fit over its panel (a character takes
-    # about 0.7 font units).
-    font = min(LEGEND_FONT * scale, panel_width / (0.7 * (len(title) + 2)))
-    line = int(round(2.2 * font))  # pixels per legend line
-    width = 2 * panel_width + SEPARATOR
-    canvas = Visualizer(np.zeros((2 * line, width, 3), dtype=np.uint8), scale=1.0)
-    canvas.draw_text("ground truth", (panel_width / 2, line * 0.15), font_size=font, color="white")
-    canvas.draw_text(title, (width - panel_width / 2, line * 0.15), font_size=font, color="white")
-    x, swatch = line * 0.3, line * 0.6
-    for name, color in zip(metadata.thing_classes, metadata.thing_colors):
-        if x + swatch > width:
-            break  # more classes than fit on one line (LVIS): the colours show in the panels' labels anyway
-        rgb = [c / 255 for c in color]
-        top = line * 1.2
-        canvas.draw_polygon(np.array([[x, top], [x + swatch, top], [x + swatch, top + swatch], [x, top + swatch]]),
-                            rgb, alpha=1.0)
-        canvas.draw_text(name, (x + swatch * 1.3, line * 1.15), font_size=font, color=rgb,
-                         horizontal_alignment="left")
-        x += swatch * 1.6 + 0.75 * font * (len(name) + 2)
-    return canvas.output.get_image()
 
 
 @torch.no_grad()

@@ -1,6 +1,6 @@
 """A legend strip for side-by-side drawings (ground truth | predictions): which panel is which, the score threshold,
-and one colour swatch per class. Framework-free (Pillow), used by the OpenMMLab quick starts' visualizers; the
-detectron2 drawings draw theirs with detectron2's own ``Visualizer`` (``detectron2_visualize.py``)."""
+and one colour swatch per class. Framework-free (Pillow): the one legend of every quick-start drawing (detectron2's
+``detectron2_visualize.py``, the OpenMMLab visualizers)."""
 from typing import Optional, Sequence, Tuple
 
 import numpy as np
