@@ -139,3 +139,16 @@ def test_shell_block_names_existing_tools_and_configs(body, mark, tmp_path, arti
             words[0] = sys.executable
         result = _run(words, tmp_path)
         assert result.returncode == 0, f"`{command}` failed:\n{result.stdout[-2000:]}{result.stderr[-4000:]}"
+
+
+def test_readme_layout_names_every_module_and_tool():
+    text = (ROOT / "README.md").read_text()
+    layout = text[text.index("## Repository layout"):]
+    layout = layout[:layout.index("```", layout.index("```") + 3)]
+    modules = {p.name for p in (ROOT / "resnest_backbones").rglob("*.py")
+               if p.name != "__init__.py" and "configs" not in p.parts}
+    tools = {p.name for p in (ROOT / "tools").iterdir() if p.suffix in (".py", ".sh")}
+    missing = sorted(name for name in modules | tools if name not in layout)
+    assert not missing, f"README's Repository layout does not name: {missing}"
+    folders = {p.name + "/" for p in (ROOT / "resnest_backbones").iterdir() if p.is_dir() and p.name != "__pycache__"}
+    assert all(folder in layout for folder in folders - {"configs/"}), folders
