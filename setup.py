@@ -31,6 +31,8 @@ CONSOLE_SCRIPTS = [
     "resnest-benchmark-variants=resnest_backbones.apps.benchmark.variant_sweep:main",
     "resnest-benchmark-compile=resnest_backbones.apps.benchmark.compile:main",
     "resnest-benchmark-deploy=resnest_backbones.apps.benchmark.deploy:main",
+    "resnest-deploy-openmmlab=resnest_backbones.apps.openmmlab_deploy:main",
+    "resnest-test-openmmlab-onnx=resnest_backbones.apps.openmmlab_onnx_eval:main",
 ]
 EXTRAS = dict(FRAMEWORKS)
 # mmdeploy 1.3.1 itself cannot be an extra: its wheel pins protobuf<=3.20.2, which current onnx refuses, so pip

@@ -98,10 +98,10 @@ def export_main(args: argparse.Namespace) -> str:
     # The synthetic dataset is made only for its first image; with --sample-image, class names come from it if made.
     deployment = load_deployment(args.config_file, args.opts, make_datasets=args.sample_image is None)
     path = _output_file(args, deployment)
-    model = deployment.load_model()
     sample = args.sample_image or deployment.first_test_image()
-    image = model_input(read_sample_image(sample, deployment.input_format), deployment.min_size_test,
-                        deployment.max_size_test).to(deployment.device)
+    pixels = read_sample_image(sample, deployment.input_format)  # an unreadable image fails before the weights load
+    model = deployment.load_model()
+    image = model_input(pixels, deployment.min_size_test, deployment.max_size_test).to(deployment.device)
     if args.format == "torchscript":
         return export(model, image, method, args.output)
     os.makedirs(args.output, exist_ok=True)
