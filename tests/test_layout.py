@@ -60,3 +60,14 @@ from {framework}.registry import MODELS
 print(MODELS.get("ResNeStBackbone") is adapter.{cls}, "resnest_backbones.openmmlab.{framework}" in __import__("sys").modules)
 """)
     assert out.strip() == "True False"
+
+
+def test_every_function_of_the_package_and_tools_is_under_60_lines():
+    """Files small enough to read in one sitting start with functions that fit on a screen (issue 20)."""
+    import ast
+    long = []
+    for path in sorted([*(ROOT / "resnest_backbones").rglob("*.py"), *(ROOT / "tools").glob("*.py")]):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.end_lineno - node.lineno + 1 >= 60:
+                long.append(f"{path.relative_to(ROOT)}:{node.lineno} {node.name} ({node.end_lineno - node.lineno + 1})")
+    assert not long, "functions of 60 lines or more: " + ", ".join(long)
