@@ -39,7 +39,7 @@ from resnest_backbones.apps import detectron2_export_tool, detectron2_onnx_eval
 from resnest_backbones.apps.detectron2_data import register_synthetic_datasets
 from resnest_backbones.apps.detectron2_deployment import load_deployment
 from resnest_backbones.apps.detectron2_onnx import (check_against_eager, compare_predictions, eager_predict,
-                                                    export_onnx, instances_to_numpy)
+                                                    export_onnx, instances_to_numpy, masks_agree)
 from resnest_backbones.apps.detectron2_train import load_training_config
 from resnest_backbones.onnx_runner import OnnxPredictor
 
@@ -434,3 +434,15 @@ def test_runner_without_onnxruntime(quickstart):
     assert result.returncode == 1
     assert result.stderr.strip() == ("onnx_runner: error: Running an ONNX model needs onnxruntime, which is not "
                                      "installed: pip install onnxruntime")
+
+
+def test_small_masks_may_differ_by_float_rounding_at_the_threshold_only():
+    mask = np.zeros((20, 20), dtype=bool)
+    mask[5:12, 5:12] = True  # 49 pixels: one flipped pixel is IoU 0.98
+    one, three = mask.copy(), mask.copy()
+    one[12, 5] = True
+    three[12, 5:8] = True
+    big = np.zeros((200, 200), dtype=bool)
+    big[:100, :100] = True
+    shifted = np.roll(big, 1, axis=0)  # one row down: 200 pixels apart, IoU 0.98
+    assert masks_agree(mask, one) and not masks_agree(mask, three) and not masks_agree(big, shifted)
