@@ -39,8 +39,9 @@ from resnest_backbones.apps import detectron2_export_tool, detectron2_onnx_eval
 from resnest_backbones.apps.detectron2_data import register_synthetic_datasets
 from resnest_backbones.apps.detectron2_deployment import load_deployment
 from resnest_backbones.apps.detectron2_onnx import (check_against_eager, compare_predictions, eager_predict,
-                                                    export_onnx, instances_to_numpy, masks_agree)
+                                                    export_onnx, instances_to_numpy)
 from resnest_backbones.apps.detectron2_train import load_training_config
+from resnest_backbones.apps.onnx_tolerances import masks_agree
 from resnest_backbones.onnx_runner import OnnxPredictor
 
 CONFIGS = ROOT / "configs" / "detectron2"

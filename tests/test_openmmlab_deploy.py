@@ -347,3 +347,18 @@ def test_bad_nms_without_onnx_operator(tmp_path, data):
         openmmlab_deploy.export_onnx(model, build_task_processor(cfg, deploy_cfg, "cpu"), data["shapes"][0],
                                      str(tmp_path / "end2end.onnx"))
     assert not (tmp_path / "end2end.onnx").exists()
+
+
+def test_detection_masks_may_differ_by_float_rounding_at_the_threshold_only():
+    """The OpenMMLab check applies the detectron2 check's mask rule (``onnx_tolerances.masks_agree``)."""
+    from mmengine.structures import InstanceData
+    masks = torch.zeros(1, 20, 20, dtype=torch.bool)
+    masks[0, 5:12, 5:12] = True  # 49 pixels: one flipped pixel is IoU 0.98
+    reference = InstanceData(bboxes=torch.tensor([[5.0, 5.0, 12.0, 12.0]]), labels=torch.tensor([1]),
+                             scores=torch.tensor([0.9]), masks=masks)
+    one, three = reference.clone(), reference.clone()
+    one.masks, three.masks = masks.clone(), masks.clone()
+    one.masks[0, 12, 5] = True
+    three.masks[0, 12, 5:8] = True
+    assert openmmlab_onnx.compare_detections(reference, one) == []
+    assert openmmlab_onnx.compare_detections(reference, three) == ["detection 0: mask IoU 0.9423 < 0.99"]

@@ -26,6 +26,7 @@ from ..detectron2 import find_resnest
 from ..onnx_runner import INPUT_NAME, METADATA_KEY, OnnxPredictor
 from .detectron2_export import detectron2_export, model_input
 from .detectron2_train import fast_inference_copy
+from .onnx_tolerances import BOX_PX, MASK_IOU, SCORE, mask_iou, masks_agree
 
 logger = logging.getLogger("detectron2.resnest_backbones")
 OPSET = 17
@@ -34,10 +35,6 @@ OPSET = 17
 MIN_OPSET = 16
 # The newest opset torch's TorchScript-based exporter (dynamo=False) writes.
 MAX_OPSET = getattr(torch.onnx._constants, "ONNX_TORCHSCRIPT_EXPORTER_MAX_OPSET", OPSET)
-BOX_TOLERANCE, SCORE_TOLERANCE, MASK_IOU = 0.5, 1e-4, 0.99  # pixels, score, per-instance IoU
-# As the OpenMMLab check (openmmlab_onnx.MASK_ROUNDING_PIXELS): a pasted pixel within float rounding of the 0.5
-# threshold can fall either way, and on a mask of under 100 pixels one such pixel takes the IoU below 0.99.
-MASK_ROUNDING_PIXELS = 2
 
 
 def _inference(model: nn.Module, image: torch.Tensor):
@@ -107,17 +104,6 @@ def trace_to_onnx(model: nn.Module, image: torch.Tensor, path: str, metadata: Di
     return names
 
 
-def mask_iou(a: np.ndarray, b: np.ndarray) -> float:
-    """Intersection over union of two boolean masks (1 when both are empty)."""
-    union = np.logical_or(a, b).sum()
-    return float(np.logical_and(a, b).sum() / union) if union else 1.0
-
-
-def masks_agree(a: np.ndarray, b: np.ndarray) -> bool:
-    """IoU >= ``MASK_IOU``, or at most ``MASK_ROUNDING_PIXELS`` pixels apart."""
-    return mask_iou(a, b) >= MASK_IOU or int(np.logical_xor(a, b).sum()) <= MASK_ROUNDING_PIXELS
-
-
 def compare_predictions(expected: Dict, actual: Dict) -> Optional[str]:
     """The first difference between two predictions (dicts of numpy arrays as ``OnnxPredictor`` returns) beyond
     the tolerances (same classes, boxes within 0.5 px, scores within 1e-4, mask IoU >= 0.99 or at most 2 pixels
@@ -130,12 +116,12 @@ def compare_predictions(expected: Dict, actual: Dict) -> Optional[str]:
     free = np.ones(len(actual["scores"]), dtype=bool)
     for i in np.argsort(-expected["scores"], kind="stable"):
         distance = np.abs(actual["pred_boxes"] - expected["pred_boxes"][i]).max(axis=1)
-        fits = (free & (actual["pred_classes"] == expected["pred_classes"][i]) & (distance <= BOX_TOLERANCE)
-                & (np.abs(actual["scores"] - expected["scores"][i]) <= SCORE_TOLERANCE))
+        fits = (free & (actual["pred_classes"] == expected["pred_classes"][i]) & (distance <= BOX_PX)
+                & (np.abs(actual["scores"] - expected["scores"][i]) <= SCORE))
         if not fits.any():
             return (f"no detection of class {expected['pred_classes'][i]} with score {expected['scores'][i]:.5f} and "
-                    f"box {np.round(expected['pred_boxes'][i], 2).tolist()} within {BOX_TOLERANCE} px and "
-                    f"{SCORE_TOLERANCE} of score")
+                    f"box {np.round(expected['pred_boxes'][i], 2).tolist()} within {BOX_PX} px and "
+                    f"{SCORE} of score")
         j = int(np.argmin(np.where(fits, distance, np.inf)))
         free[j] = False
         if "pred_masks" in expected and not masks_agree(expected["pred_masks"][i], actual["pred_masks"][j]):

@@ -18,13 +18,8 @@ import torch
 from mmdeploy.codebase.mmseg.deploy.segmentation_model import End2EndModel as MmsegEnd2EndModel
 from mmdeploy.utils import Backend, get_codebase_config, load_config
 
-BOX_PX = 0.5
-SCORE = 1e-4
-MASK_IOU = 0.99
-# A pasted mask pixel whose probability is within float rounding (~1e-6) of the 0.5 threshold can fall either way;
-# on a mask of under 100 pixels one such pixel takes the IoU below 0.99. Up to this many differing pixels pass.
-MASK_ROUNDING_PIXELS = 2
-LOGITS_RELATIVE = 1e-4
+from .onnx_tolerances import BOX_PX, LOGITS_RELATIVE, MASK_IOU, MASK_ROUNDING_PIXELS, SCORE, mask_iou, masks_agree
+
 _STANDARD_DOMAINS = ("", "ai.onnx", "ai.onnx.ml")
 
 
@@ -113,12 +108,6 @@ def load_configs(deploy_cfg: str, model_cfg: str):
     return deploy, model
 
 
-def _mask_iou(a: torch.Tensor, b: torch.Tensor) -> float:
-    """IoU of two boolean masks; 1 when they differ in at most ``MASK_ROUNDING_PIXELS`` pixels."""
-    union, differ = (a | b).sum().item(), (a ^ b).sum().item()
-    return 1.0 if differ <= MASK_ROUNDING_PIXELS else (a & b).sum().item() / union
-
-
 def _match(reference, exported) -> List[Tuple[int, Optional[int]]]:
     """For each reference detection (best score first), the unmatched exported one of the same class with the
     closest box (largest coordinate difference), or None."""
@@ -148,9 +137,10 @@ def compare_detections(reference, exported) -> List[str]:
         if box > BOX_PX or score > SCORE:
             problems.append(f"detection {index}: box differs by {box:.3g} px (limit {BOX_PX}), score by {score:.3g} "
                             f"(limit {SCORE})")
-        iou = _mask_iou(reference.masks[index], exported.masks[match]) if "masks" in reference else 1.0
-        if iou < MASK_IOU:
-            problems.append(f"detection {index}: mask IoU {iou:.4f} < {MASK_IOU}")
+        if "masks" in reference:
+            mask, exported_mask = reference.masks[index].cpu(), exported.masks[match].cpu()
+            if not masks_agree(mask, exported_mask):
+                problems.append(f"detection {index}: mask IoU {mask_iou(mask, exported_mask):.4f} < {MASK_IOU}")
     return problems
 
 
