@@ -17,7 +17,8 @@ if str(ROOT) not in sys.path:  # tests run from a checkout even before `pip inst
 
 
 def randomize_norms(model: nn.Module, seed: int = 0) -> nn.Module:
-    """Give every BatchNorm random affine parameters and running statistics."""
+    """Give every BatchNorm random affine parameters and running statistics, and every GroupNorm random affine
+    parameters (a zero-initialised last norm, ``last_gamma``, would otherwise hide its block)."""
     generator = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for module in model.modules():
@@ -27,6 +28,10 @@ def randomize_norms(model: nn.Module, seed: int = 0) -> nn.Module:
                 module.bias.copy_(torch.rand(n, generator=generator) - 0.5)
                 module.running_mean.copy_(torch.rand(n, generator=generator) - 0.5)
                 module.running_var.copy_(torch.rand(n, generator=generator) + 0.5)
+            elif isinstance(module, nn.GroupNorm) and module.affine:
+                n = module.num_channels
+                module.weight.copy_(torch.rand(n, generator=generator) + 0.5)
+                module.bias.copy_(torch.rand(n, generator=generator) - 0.5)
     return model
 
 

@@ -184,10 +184,13 @@ def test_lazy_tool_refuses_sync_bn_on_cpu_processes(tmp_path):
 
 
 def test_one_image_per_process_with_bn_is_refused():
-    cfg = load_lazy_config(QUICKSTART, ["dataloader.train.total_batch_size=1"])
+    one = ["dataloader.train.total_batch_size=1"]
+    cfg = load_lazy_config(QUICKSTART, one + ["model.backbone.bottom_up.norm=BN"])
     with pytest.raises(ValueError, match=r"dataloader.train.total_batch_size 1 over 1 process.*"
                                          r"model.backbone.bottom_up.norm 'BN'"):
         check_lazy_config(cfg, training=True)
     check_lazy_config(cfg, training=False)  # evaluation does not normalise with batch statistics
-    check_lazy_config(load_lazy_config(QUICKSTART, ["dataloader.train.total_batch_size=1",
-                                                    "model.backbone.bottom_up.norm=FrozenBN"]), training=True)
+    check_lazy_config(load_lazy_config(QUICKSTART, one + ["model.backbone.bottom_up.norm=FrozenBN"]), training=True)
+    quickstart = load_lazy_config(QUICKSTART, one)  # GroupNorm: no batch statistics, one image is fine
+    assert quickstart.model.backbone.bottom_up.norm == "GN"
+    check_lazy_config(quickstart, training=True)

@@ -6,7 +6,8 @@
   and resnest14, one at its real variant; the quick start; the LazyConfig quick start), random weights, exported by
   the tool (traced on one image) and run by the runner on an image of another size, against DefaultPredictor: the
   same classes, boxes within 0.5 px, scores within 1e-4, mask IoU >= 0.99 per instance;
-- the exported graph: the backbone fused (no BatchNormalization) with static shapes in split attention;
+- the exported graph: a BatchNorm backbone fused (no BatchNormalization) with static shapes in split attention; the
+  quick start's GroupNorm kept;
 - a user's steps: the tool and the runner as commands (the runner with torch and detectron2 made unimportable), and
   the evaluation with COCOEvaluator beside the PyTorch model;
 - bad input: one message naming the input and the fix; the weights and an earlier export never overwritten.
@@ -120,6 +121,15 @@ def quickstart(work):
     weights = _random_detector(load_training_config(QUICKSTART, opts), root / "quickstart")
     opts = opts + ["MODEL.WEIGHTS", weights]
     return opts, weights, _export(QUICKSTART, root / "quickstart" / "export", trace, *opts)
+
+
+@pytest.fixture(scope="module")
+def bn_quickstart(work):
+    """The quick start with BatchNorm (the paper configs' norm, which the fused backbone folds), exported."""
+    root, data, trace, _ = work
+    opts = data + TEST_TIME + ["MODEL.RESNETS.NORM", "BN"]
+    weights = _random_detector(load_training_config(QUICKSTART, opts), root / "bn")
+    return _export(QUICKSTART, root / "bn" / "export", trace, *opts, "MODEL.WEIGHTS", weights)
 
 
 # ---------------------------------------------------------------- the runner's steps against detectron2's
@@ -266,9 +276,9 @@ def test_no_detections_export_and_run(work):
 
 
 # ---------------------------------------------------------------- the graph
-def test_backbone_is_fused_with_static_shapes(quickstart):
+def test_backbone_is_fused_with_static_shapes(bn_quickstart):
     import onnx
-    graph = onnx.load(quickstart[2]).graph
+    graph = onnx.load(bn_quickstart).graph
     constant = {t.name for t in graph.initializer} | {o for n in graph.node if n.op_type == "Constant" for o in
                                                       n.output}
     backbone = [n for n in graph.node if n.name.startswith("/backbone/bottom_up/")]
@@ -279,11 +289,13 @@ def test_backbone_is_fused_with_static_shapes(quickstart):
     assert not [n.name for n in backbone if n.op_type == "Shape"]
 
 
-def test_backbone_is_fused(quickstart):
+def test_quick_start_graph_keeps_its_groupnorm(quickstart):
+    """GroupNorm has no statistics to fold: the quick start's backbone exports convolutions and its norms."""
     import onnx
     graph = onnx.load(quickstart[2]).graph
     backbone = [n for n in graph.node if n.name.startswith("/backbone/bottom_up/")]
     assert sum(n.op_type == "Conv" for n in backbone) >= 20
+    assert {n.op_type for n in backbone} & {"InstanceNormalization", "GroupNormalization"}
     assert not [n.name for n in backbone if n.op_type == "BatchNormalization"]
     assert graph.input[0].name == "image" and [o.name for o in graph.output] == [
         "pred_boxes", "pred_classes", "pred_masks", "scores", "image_size"]
