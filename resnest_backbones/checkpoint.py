@@ -38,9 +38,11 @@ class CheckpointMismatchError(RuntimeError):
         details: the lines that list the differences alone, for callers that phrase the fix in their own terms.
     """
 
-    def __init__(self, message: str, details: Sequence[str] = ()):
+    def __init__(self, message: str, details: Sequence[str] = (), statistics_only: bool = False):
         super().__init__(message)
         self.details = list(details)
+        # Only BatchNorm statistics differ: a BatchNorm checkpoint for a model without (GroupNorm); fix the norm.
+        self.statistics_only = statistics_only
 
 
 class NotACheckpointError(RuntimeError):
@@ -269,10 +271,25 @@ def _describe(source) -> str:
     return source if isinstance(source, str) else f"<{type(source).__name__} state dict>"
 
 
+def _only_statistics_differ(missing: List[str], unexpected: List[str], mismatched: List[str]) -> bool:
+    return not missing and not mismatched and bool(unexpected) and all(
+        key.endswith((".running_mean", ".running_var")) for key in unexpected)
+
+
+def _norm_names(model: nn.Module) -> str:
+    return ", ".join(sorted({type(m).__name__ for m in model.modules()
+                             if isinstance(m, (nn.GroupNorm, nn.LayerNorm, nn.modules.batchnorm._NormBase))}))
+
+
 def _mismatch_advice(state: Mapping[str, torch.Tensor], own: Mapping[str, torch.Tensor], missing: List[str],
                      unexpected: List[str], mismatched: List[str], model: nn.Module) -> Tuple[str, str]:
     """``(what the checkpoint is, when that explains the mismatch; what to do)`` for ``load_pretrained``'s error."""
     statistics = any(key.endswith(".running_mean") for key in own)
+    if _only_statistics_differ(missing, unexpected, mismatched):
+        return (", with BatchNorm statistics",
+                f"The checkpoint was trained with BatchNorm (running_mean / running_var) and this model's norms "
+                f"({_norm_names(model)}) keep none: build the model with norm_layer 'BN', 'SyncBN' or 'FrozenBN' "
+                "(detectron2: MODEL.RESNETS.NORM; OpenMMLab: norm_cfg) to load it.")
     if statistics and not any(key.endswith(".running_mean") for key in state) and \
             any(key.endswith(".conv3.bias") for key in state):  # BN folded into biased convolutions
         return (", from a model fused by to_fast_inference",
@@ -347,7 +364,7 @@ def load_pretrained(model: nn.Module, source: Union[str, Mapping], allow_unsafe_
         kind, advice = _mismatch_advice(state, own, missing, unexpected, mismatched, model)
         raise CheckpointMismatchError("\n".join(
             [f"Checkpoint {report.source} ({fmt} format{kind}) does not fit {type(model).__name__}:", *details,
-             advice]), details)
+             advice]), details, statistics_only=_only_statistics_differ(missing, unexpected, mismatched))
     model.load_state_dict(to_load, strict=False)
     report.loaded = sorted(to_load)
     return report

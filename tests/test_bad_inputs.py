@@ -178,7 +178,7 @@ def _d2_cfg(*opts):
     from resnest_backbones.apps.detectron2_train import load_training_config
     return load_training_config(str(ROOT / "configs" / "detectron2" / "quickstart_mask_rcnn_s14_synthetic.yaml"),
                                 ["MODEL.WEIGHTS", "", "MODEL.DEVICE", "cpu", "MODEL.RESNEST.VARIANT", "resnest14",
-                                 *opts])
+                                 "MODEL.RESNETS.NORM", "BN", *opts])  # BN: the norm of the checkpoints loaded here
 
 
 def _d2_build(*opts):
@@ -509,6 +509,11 @@ CASES: List[Case] = [
     Case("fused (to_fast_inference) weights into a plain model",
          lambda t: rb.load_pretrained(rb.create_model("resnest14"), _fused().state_dict()),
          CheckpointMismatchError, "from a model fused by to_fast_inference"),
+    Case("BatchNorm weights into a GroupNorm model",
+         lambda t: rb.load_pretrained(rb.create_model("resnest14", norm_layer="GN"),
+                                      rb.create_model("resnest14").state_dict()),
+         CheckpointMismatchError, "trained with BatchNorm (running_mean / running_var) and this model's norms "
+         "(GroupNorm) keep none: build the model with norm_layer 'BN'"),
     # (13) --resume after a config change. Before: torch's parameter-group error, or KeyError 'momentum' later.
     Case("--resume after a variant change", resume_after_change("resnest26", torch.optim.AdamW), ResumeMismatchError,
          "holds a run made with another config (it leaves", checkpoint_unchanged),

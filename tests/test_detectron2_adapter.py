@@ -25,7 +25,8 @@ from resnest_backbones.keymaps import from_official  # noqa: E402
 
 CONFIG_DIR = ROOT / "configs" / "detectron2"
 CONFIGS = sorted(p.name for p in CONFIG_DIR.glob("*.yaml") if not p.name.startswith("Base-"))
-SMALL = ["MODEL.WEIGHTS", "", "MODEL.DEVICE", "cpu", "MODEL.RESNEST.VARIANT", "resnest14"]
+# BN, as the published checkpoints these tests load (the quick start itself normalises with GN).
+SMALL = ["MODEL.WEIGHTS", "", "MODEL.DEVICE", "cpu", "MODEL.RESNEST.VARIANT", "resnest14", "MODEL.RESNETS.NORM", "BN"]
 
 
 def small_cfg(*opts, config="quickstart_mask_rcnn_s14_synthetic.yaml"):
@@ -191,6 +192,18 @@ def _official_file(tmp_path, variant="resnest14", name="official.pth", seed=0):
 def _backbone_features(model, x):
     with torch.no_grad():
         return model.backbone.bottom_up.eval()(x)
+
+
+def test_batchnorm_weights_into_the_groupnorm_quick_start_name_the_norm_key(tmp_path):
+    _, path = _official_file(tmp_path)
+    model = build_model(small_cfg("MODEL.RESNETS.NORM", "GN"))
+    with pytest.raises(CheckpointMismatchError) as raised:
+        rd2.ResNeStCheckpointer(model).resume_or_load(str(path), resume=False)
+    message = str(raised.value)
+    assert "unexpected keys: conv1.1.running_mean" in message and "missing keys" not in message
+    assert message.endswith("set MODEL.RESNETS.NORM to FrozenBN, BN or SyncBN to load it.")
+    rd2.ResNeStCheckpointer(build_model(small_cfg("MODEL.RESNETS.NORM", "FrozenBN"))).resume_or_load(str(path),
+                                                                                                    resume=False)
 
 
 @pytest.mark.parametrize("layout", ["detectron2", "official", "timm"])

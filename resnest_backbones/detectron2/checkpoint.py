@@ -209,11 +209,14 @@ class ResNeStCheckpointer(DetectionCheckpointer):
         try:
             report = load_pretrained(backbone, checkpoint.pop("model"))
         except CheckpointMismatchError as error:
+            fix = ("The checkpoint has BatchNorm statistics that this backbone's norms keep none of (GroupNorm): set "
+                   "MODEL.RESNETS.NORM to FrozenBN, BN or SyncBN to load it." if error.statistics_only else
+                   "Set MODEL.RESNEST.VARIANT (or the MODEL.RESNEST architecture keys) to the checkpoint's "
+                   f"architecture, or {self.weights_key} to a checkpoint of this one.")
             raise CheckpointMismatchError("\n".join([
                 f"{self.weights_key} {filename} ({fmt} layout) does not fit the ResNeSt backbone of "
-                f"MODEL.RESNEST.VARIANT {getattr(backbone, 'variant', '?')!r}:", *error.details,
-                "Set MODEL.RESNEST.VARIANT (or the MODEL.RESNEST architecture keys) to the checkpoint's architecture, "
-                f"or {self.weights_key} to a checkpoint of this one."])) from None
+                f"MODEL.RESNEST.VARIANT {getattr(backbone, 'variant', '?')!r}:", *error.details, fix]),
+                error.details, statistics_only=error.statistics_only) from None
         logger.info(f"Loaded {len(report.loaded)} ResNeSt backbone tensors ({fmt} layout) into '{prefix}*'; "
                     f"skipped {len(report.skipped)} the backbone does not build (classifier / unused stages). "
                     "Every other part of the detector starts from its initialisation.")
