@@ -109,6 +109,11 @@ def drop_blocks(x: torch.Tensor, drop_prob: float, block_size: int) -> torch.Ten
 
 
 def _group_norm(num_channels: int, num_groups: int = 32, **options) -> nn.GroupNorm:
+    if num_channels % num_groups:
+        raise ValueError(f"norm_layer 'GN' splits each norm's channels into {num_groups} groups, but this network has "
+                         f"a norm over {num_channels} channels: choose widths (base_width, stem_width, cardinality) "
+                         f"that give multiples of {num_groups}, or another norm (detectron2: MODEL.RESNETS.NORM; "
+                         "OpenMMLab: norm_cfg; core: norm_layer).")
     return nn.GroupNorm(num_groups, num_channels, **options)
 
 

@@ -509,6 +509,12 @@ CASES: List[Case] = [
     Case("fused (to_fast_inference) weights into a plain model",
          lambda t: rb.load_pretrained(rb.create_model("resnest14"), _fused().state_dict()),
          CheckpointMismatchError, "from a model fused by to_fast_inference"),
+    Case("GroupNorm over 16 channels", lambda t: rb.create_model("resnest14", norm_layer="GN", base_width=16),
+         ValueError, "norm_layer 'GN' splits each norm's channels into 32 groups, but this network has a norm over "
+         "16 channels"),
+    Case("detectron2 quick start (GN) with MODEL.RESNEST.BASE_WIDTH 16",
+         _d2_build("MODEL.RESNETS.NORM", "GN", "MODEL.RESNEST.BASE_WIDTH", "16"), ValueError,
+         "or another norm (detectron2: MODEL.RESNETS.NORM"),
     Case("BatchNorm weights into a GroupNorm model",
          lambda t: rb.load_pretrained(rb.create_model("resnest14", norm_layer="GN"),
                                       rb.create_model("resnest14").state_dict()),

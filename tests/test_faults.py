@@ -62,7 +62,8 @@ def _max_difference(a, b) -> float:
 def _d2_command(output, data, *args, tool=ROOT / "tests" / "fault_train_net.py", **changes):
     """The training command (``fault_train_net.py``, or ``tools/train_net.py``); ``changes``: overridden keys, as
     ``MODEL__RESNEST__VARIANT="resnest26"``."""
-    options = ["MODEL.MASK_ON", "False", "MODEL.RESNEST.BASE_WIDTH", "16", "MODEL.FPN.OUT_CHANNELS", "32",
+    options = ["MODEL.MASK_ON", "False", "MODEL.RESNEST.BASE_WIDTH", "16", "MODEL.RESNETS.NORM", "BN",
+               "MODEL.FPN.OUT_CHANNELS", "32",
                "MODEL.ROI_BOX_HEAD.FC_DIM", "64", "DATASETS.SYNTHETIC.ROOT", data, "DATASETS.SYNTHETIC.NUM_TRAIN", "8",
                "DATASETS.SYNTHETIC.NUM_VAL", "2", "DATASETS.SYNTHETIC.IMAGE_SIZE", "64", "DATASETS.TEST", "()",
                "INPUT.MIN_SIZE_TRAIN", "(64,)", "INPUT.MAX_SIZE_TRAIN", "64", "SOLVER.IMS_PER_BATCH", "2",
