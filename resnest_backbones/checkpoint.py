@@ -36,12 +36,13 @@ class CheckpointMismatchError(RuntimeError):
     Args:
         message: the whole message.
         details: the lines that list the differences alone, for callers that phrase the fix in their own terms.
+        statistics_only: only BatchNorm running statistics differ (a BatchNorm checkpoint for a model whose norms
+            keep none, e.g. GroupNorm): the fix is the norm, not the variant.
     """
 
     def __init__(self, message: str, details: Sequence[str] = (), statistics_only: bool = False):
         super().__init__(message)
         self.details = list(details)
-        # Only BatchNorm statistics differ: a BatchNorm checkpoint for a model without (GroupNorm); fix the norm.
         self.statistics_only = statistics_only
 
 
