@@ -283,10 +283,11 @@ def _norm_names(model: nn.Module) -> str:
 
 
 def _mismatch_advice(state: Mapping[str, torch.Tensor], own: Mapping[str, torch.Tensor], missing: List[str],
-                     unexpected: List[str], mismatched: List[str], model: nn.Module) -> Tuple[str, str]:
+                     unexpected: List[str], mismatched: List[str], model: nn.Module,
+                     statistics_only: bool) -> Tuple[str, str]:
     """``(what the checkpoint is, when that explains the mismatch; what to do)`` for ``load_pretrained``'s error."""
     statistics = any(key.endswith(".running_mean") for key in own)
-    if _only_statistics_differ(missing, unexpected, mismatched):
+    if statistics_only:
         return (", with BatchNorm statistics",
                 f"The checkpoint was trained with BatchNorm (running_mean / running_var) and this model's norms "
                 f"({_norm_names(model)}) keep none: build the model with norm_layer 'BN', 'SyncBN' or 'FrozenBN' "
@@ -362,10 +363,11 @@ def load_pretrained(model: nn.Module, source: Union[str, Mapping], allow_unsafe_
         details = [f"  {len(keys)} {title}: " + ", ".join(keys[:12]) + (" ..." if len(keys) > 12 else "")
                    for title, keys in (("missing keys", missing), ("unexpected keys", unexpected),
                                        ("shape mismatches", mismatched)) if keys]
-        kind, advice = _mismatch_advice(state, own, missing, unexpected, mismatched, model)
+        statistics_only = _only_statistics_differ(missing, unexpected, mismatched)
+        kind, advice = _mismatch_advice(state, own, missing, unexpected, mismatched, model, statistics_only)
         raise CheckpointMismatchError("\n".join(
             [f"Checkpoint {report.source} ({fmt} format{kind}) does not fit {type(model).__name__}:", *details,
-             advice]), details, statistics_only=_only_statistics_differ(missing, unexpected, mismatched))
+             advice]), details, statistics_only=statistics_only)
     model.load_state_dict(to_load, strict=False)
     report.loaded = sorted(to_load)
     return report
